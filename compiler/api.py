@@ -1,0 +1,53 @@
+"""The compiler's public entry points, shared by the CLI, the language server and the runtime.
+
+>>> result = check_source("hello.vox", "label pii\\n")
+>>> result.ok
+True
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from vox.compiler.diagnostics.model import Diagnostic, sort_diagnostics
+from vox.compiler.source import SourceFile
+from vox.compiler.syntax.parser import DeclCache, ParseResult, parse_module
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    source: SourceFile
+    parse: ParseResult
+    program: object | None  # vox.compiler.hir.nodes.Program once checking succeeds far enough
+    diagnostics: tuple[Diagnostic, ...]
+
+    @property
+    def errors(self) -> tuple[Diagnostic, ...]:
+        return tuple(d for d in self.diagnostics if d.is_error)
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+
+def check_source(path: str, text: str, cache: DeclCache | None = None) -> CheckResult:
+    """Parse and check one file's text. Never raises on bad input."""
+    source = SourceFile(path, text)
+    parsed = parse_module(path, text, cache)
+    diagnostics = list(parsed.diagnostics)
+    program = None
+    try:
+        from vox.compiler.hir.lower import lower_module
+    except ImportError:  # pragma: no cover - during bootstrap only
+        lower_module = None
+    if lower_module is not None:
+        program, semantic = lower_module(parsed)
+        diagnostics.extend(semantic)
+    return CheckResult(source, parsed, program, tuple(sort_diagnostics(diagnostics)))
+
+
+def check_file(path: str, cache: DeclCache | None = None) -> CheckResult:
+    """Read ``path`` (UTF-8) and check it. OSError and UnicodeDecodeError propagate to the caller."""
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    return check_source(path, text, cache)

@@ -1,0 +1,729 @@
+"""The lark boundary: source text in, AST and syntax diagnostics out.
+
+This is the only module that imports lark. A file is split into declarations (see
+:mod:`.scan`) and each is parsed on its own with the ``chunk`` start rule. On a syntax error the
+parser reports one diagnostic, blanks out the smallest enclosing item (a member, statement,
+record field or argument, keeping line breaks so every later position is unchanged) and parses
+the declaration again, so one mistake yields one diagnostic and the rest still parses.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+from dataclasses import dataclass
+from importlib import resources
+
+from lark import Lark, Token, Transformer, Tree, v_args
+from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+
+from vox.compiler.diagnostics.model import Diagnostic, DiagnosticSink, Severity, replace_fix
+from vox.compiler.source import Span
+from vox.compiler.syntax import ast
+from vox.compiler.syntax.errors import describe_syntax_error
+from vox.compiler.syntax.literals import (
+    decode_duration,
+    decode_float,
+    decode_int,
+    decode_money,
+    decode_string,
+)
+from vox.compiler.syntax.scan import Chunk, scan
+
+MAX_RECOVERIES_PER_DECL = 24
+
+
+class _Layout:
+    """Drops newline tokens inside ( ) and [ ]: there a newline never separates anything.
+
+    The contextual lexer already turns most such newlines into whitespace; this catches the
+    states that LALR merged with one where a newline is a separator.
+    """
+
+    always_accept = ()
+
+    def process(self, stream):
+        stack: list[str] = []
+        for tok in stream:
+            kind = tok.type
+            if kind == "_NL":
+                if stack and stack[-1] != "LBRACE":
+                    continue
+            elif kind in ("LPAR", "LSQB", "LBRACE"):
+                stack.append(kind)
+            elif kind in ("RPAR", "RSQB", "RBRACE"):
+                if stack:
+                    stack.pop()
+            yield tok
+
+
+def grammar_text() -> str:
+    return resources.files("vox.lang").joinpath("grammar/vox.lark").read_text(encoding="utf-8")
+
+
+@functools.cache
+def lark_parser() -> Lark:
+    """The shared, immutable LALR parser (built once per process)."""
+    return Lark(
+        grammar_text(),
+        parser="lalr",
+        lexer="contextual",
+        propagate_positions=True,
+        maybe_placeholders=True,
+        start=["start", "chunk"],
+        postlex=_Layout(),
+        cache=False,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedDecl:
+    """One declaration's parse, relative to the start of its chunk (so it can be cached)."""
+
+    decl: ast.Decl | None
+    diagnostics: tuple[Diagnostic, ...]  # spans relative to the chunk start, path ""
+    broken_name: str | None  # the declared name, when a syntax error hid the whole declaration
+    had_errors: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ParseResult:
+    module: ast.Module
+    diagnostics: tuple[Diagnostic, ...]
+    broken_names: frozenset[str]  # names declared by declarations that did not parse at all
+    decls_with_errors: frozenset[int]  # indexes into module.decls of declarations with errors
+
+
+class DeclCache:
+    """Parses of declarations keyed by their exact text, shared by the CLI and the LSP."""
+
+    def __init__(self, limit: int = 20_000):
+        self._items: dict[str, ParsedDecl] = {}
+        self._limit = limit
+
+    def get(self, text: str) -> ParsedDecl | None:
+        return self._items.get(_key(text))
+
+    def put(self, text: str, parsed: ParsedDecl) -> None:
+        if len(self._items) >= self._limit:
+            self._items.clear()
+        self._items[_key(text)] = parsed
+
+
+def _key(text: str) -> str:
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
+
+
+def parse_module(path: str, text: str, cache: DeclCache | None = None) -> ParseResult:
+    """Parse a whole file. Never raises on bad input; problems become diagnostics."""
+    scanned = scan(text)
+    decls: list[ast.Decl] = []
+    diagnostics: list[Diagnostic] = []
+    broken: set[str] = set()
+    with_errors: set[int] = set()
+    for chunk in scanned.chunks:
+        chunk_text = text[chunk.start : chunk.end]
+        parsed = cache.get(chunk_text) if cache is not None else None
+        if parsed is None:
+            parsed = parse_chunk(chunk_text, chunk.keyword)
+            if cache is not None:
+                cache.put(chunk_text, parsed)
+        for d in parsed.diagnostics:
+            diagnostics.append(_relocate(d, path, chunk.start))
+        if parsed.broken_name:
+            broken.add(parsed.broken_name)
+        if parsed.decl is not None:
+            if parsed.had_errors:
+                with_errors.add(len(decls))
+            decls.append(shift_spans(parsed.decl, chunk.start) if chunk.start else parsed.decl)
+    comments = tuple(ast.Comment(text[s:e], Span(s, e)) for s, e in scanned.comments)
+    module = ast.Module(path, tuple(decls), comments, Span(0, len(text)))
+    return ParseResult(module, tuple(diagnostics), frozenset(broken), frozenset(with_errors))
+
+
+def parse_chunk(text: str, keyword: str | None) -> ParsedDecl:
+    """Parse one declaration's text, recovering from syntax errors by blanking items."""
+    sink = DiagnosticSink("")
+    work, had_errors = _mend_keyword(text, keyword, sink)
+    if work is None:
+        return ParsedDecl(None, tuple(sink.items), _declared_name(text, keyword), True)
+    work, unbalanced = _mend_brackets(work, sink)
+    had_errors = had_errors or unbalanced
+    reported: set[int] = set()
+    for _ in range(MAX_RECOVERIES_PER_DECL):
+        if not work.strip() or _only_comments(work):
+            return ParsedDecl(None, tuple(sink.items), None, had_errors)
+        try:
+            tree = lark_parser().parse(work, start="chunk")
+        except UnexpectedInput as e:
+            had_errors = True
+            continuation = _continuation_region(work, e)
+            if continuation is not None:
+                start, end, ending = continuation
+                sink.items.append(
+                    Diagnostic(
+                        "V0020",
+                        Severity.ERROR,
+                        f"this line ends with `{work[ending.start:ending.end]}`, so the next line was read as its continuation",
+                        "",
+                        ending,
+                        help="finish the expression on this line",
+                    )
+                )
+            else:
+                offset = _error_offset(e, work)
+                if offset not in reported:
+                    reported.add(offset)
+                    sink.items.append(describe_syntax_error(e, work, offset, keyword))
+                region = recovery_region(work, offset)
+                if region is None:
+                    return ParsedDecl(None, tuple(sink.items), _declared_name(text, keyword), True)
+                start, end = region
+            work = work[:start] + _blank(work[start:end]) + work[end:]
+            continue
+        decl = _AstBuilder(sink).transform(tree).children[0]
+        return ParsedDecl(decl, tuple(sink.items), None, had_errors)
+    return ParsedDecl(None, tuple(sink.items), _declared_name(text, keyword), True)
+
+
+def _mend_keyword(text: str, keyword: str | None, sink: DiagnosticSink) -> tuple[str | None, bool]:
+    """A declaration whose keyword is misspelled (`agnet`): report it and, when the spelling
+    has the keyword's length, parse it as the keyword so the rest is still checked."""
+    if keyword is None:
+        return text, False
+    stripped = text.lstrip()
+    start = len(text) - len(stripped)
+    word = stripped.split(None, 1)[0].split("(")[0] if stripped else ""
+    if word == keyword:
+        return text, False
+    span = Span(start, start + len(word))
+    sink.items.append(
+        Diagnostic(
+            "V0015",
+            Severity.ERROR,
+            f"`{word}` is not a declaration keyword",
+            "",
+            span,
+            help=f"did you mean `{keyword}`?",
+            fix=replace_fix(f"replace with `{keyword}`", span, keyword),
+        )
+    )
+    if len(word) != len(keyword):
+        return None, True
+    return text[:start] + keyword + text[start + len(word) :], True
+
+
+def _mend_brackets(text: str, sink: DiagnosticSink) -> tuple[str, bool]:
+    """Report each unclosed or unmatched bracket once and mend the text around it.
+
+    An unclosed bracket is taken to end before the first later line indented no deeper than the
+    line that opened it; that stretch is blanked (or, for the declaration's own body, a closing
+    `}` is appended at the very end, which moves no position).
+    """
+    changed = False
+    for _ in range(MAX_RECOVERIES_PER_DECL):
+        problem = _first_unbalanced(text)
+        if problem is None:
+            return text, changed
+        changed = True
+        kind, pos = problem
+        if kind in "})]":
+            sink.items.append(
+                Diagnostic("V0019", Severity.ERROR, f"this `{kind}` closes nothing", "", Span(pos, pos + 1),
+                           help=f"remove it, or add the `{_OPENER[kind]}` it was meant to close")
+            )
+            text = text[:pos] + " " + text[pos + 1 :]
+            continue
+        close = _CLOSER[kind]
+        sink.items.append(
+            Diagnostic("V0003", Severity.ERROR, f"this `{kind}` is never closed", "", Span(pos, pos + 1),
+                       help=f"add `{close}` where it should end")
+        )
+        line_start = text.rfind("\n", 0, pos) + 1
+        if kind == "{" and _is_outermost(text, pos):
+            text = text.rstrip() + "\n}"
+        else:
+            end = _end_by_indentation(text, pos)
+            end = len(text) if end is None else end
+            text = text[:line_start] + _blank(text[line_start:end]) + text[end:]
+    return text, changed
+
+
+_CLOSER = {"{": "}", "(": ")", "[": "]"}
+_OPENER = {v: k for k, v in _CLOSER.items()}
+
+
+def _first_unbalanced(text: str) -> tuple[str, int] | None:
+    stack: list[tuple[str, int]] = []
+    for kind, start, _end in _structure(text):
+        if kind in "{([":
+            stack.append((kind, start))
+        elif kind in "})]":
+            if stack and stack[-1][0] == _OPENER[kind]:
+                stack.pop()
+            elif any(k == _OPENER[kind] for k, _ in stack):
+                return stack[-1]
+            else:
+                return kind, start
+    return stack[-1] if stack else None
+
+
+def _is_outermost(text: str, pos: int) -> bool:
+    """Whether the `{` at ``pos`` is the declaration's own body (its first brace)."""
+    return next((start for kind, start, _ in _structure(text) if kind == "{"), None) == pos
+
+
+def _indent(text: str, line_start: int) -> int:
+    i = line_start
+    while i < len(text) and text[i] in " \t":
+        i += 1
+    return i - line_start
+
+
+def _end_by_indentation(text: str, pos: int) -> int | None:
+    """Start of the first line after ``pos``'s line indented no deeper than it, or None."""
+    line_start = text.rfind("\n", 0, pos) + 1
+    base = _indent(text, line_start)
+    nl = text.find("\n", pos)
+    while nl != -1:
+        start = nl + 1
+        line = text[start : text.find("\n", start) if text.find("\n", start) != -1 else len(text)]
+        stripped = line.strip()
+        if stripped and not stripped.startswith("//") and _indent(text, start) <= base:
+            return start
+        nl = text.find("\n", start)
+    return None
+
+
+_CONTINUATION_ENDINGS = ("+", "-", "*", "/", "%", "=", ",", ":", "(", "[", "<", ">", "->", " and", " or", " not")
+_LINE_STARTERS = ("let ", "if ", "return", "par ", "check ", "mock ")
+
+
+def _continuation_region(text: str, e: UnexpectedInput) -> tuple[int, int, Span] | None:
+    """When a line ends with an operator, the next line is read as its continuation and the
+    error shows up there; blank the unfinished line instead."""
+    if not isinstance(e, UnexpectedToken) or e.token.start_pos is None:
+        return None
+    line_start = text.rfind("\n", 0, e.token.start_pos) + 1
+    prev_end = line_start - 1
+    if prev_end <= 0:
+        return None
+    prev_start = text.rfind("\n", 0, prev_end) + 1
+    prev = text[prev_start:prev_end].split("//")[0].rstrip()
+    line = text[line_start:].lstrip()
+    if prev.endswith(_CONTINUATION_ENDINGS) and (line.startswith(_LINE_STARTERS) or _is_member_line(line)):
+        ending = next(x for x in _CONTINUATION_ENDINGS if prev.endswith(x)).strip()
+        end = prev_start + len(prev)
+        return prev_start, prev_end, Span(end - len(ending), end)
+    return None
+
+
+def _is_member_line(line: str) -> bool:
+    head, colon, _ = line.partition(":")
+    return bool(colon) and head.strip().isidentifier()
+
+
+def _only_comments(text: str) -> bool:
+    return all(not line.strip() or line.lstrip().startswith("//") for line in text.splitlines())
+
+
+def _error_offset(e: UnexpectedInput, text: str) -> int:
+    if isinstance(e, UnexpectedToken):
+        tok = e.token
+        if tok.type == "$END" or tok.start_pos is None:
+            return len(text.rstrip())
+        return tok.start_pos
+    if isinstance(e, UnexpectedCharacters):
+        return e.pos_in_stream
+    if isinstance(e, UnexpectedEOF):
+        return len(text.rstrip())
+    return 0
+
+
+def _blank(text: str) -> str:
+    return "".join(c if c in "\r\n" else " " for c in text)
+
+
+def _declared_name(text: str, keyword: str | None) -> str | None:
+    if keyword is None:
+        return None
+    parts = text.split(None, 2)
+    if len(parts) >= 2:
+        name = parts[1].split("(")[0].split("{")[0].split("=")[0].strip()
+        if name.isidentifier():
+            return name
+    return None
+
+
+# ---- recovery -------------------------------------------------------------------------------
+
+
+def recovery_region(text: str, offset: int) -> tuple[int, int] | None:
+    """The item around ``offset`` to blank out: the text between the separators (newline or
+    comma) that enclose it inside its innermost bracket, or None at declaration level.
+
+    >>> t = 'agent a() -> T {\\n  model mini\\n  prompt: "x"\\n}'
+    >>> s, e = recovery_region(t, t.index("mini"))
+    >>> t[s:e]
+    '\\n  model mini'
+    """
+    tokens = _structure(text)
+    # innermost open bracket before offset
+    stack: list[int] = []
+    for i, (kind, start, _end) in enumerate(tokens):
+        if start >= offset:
+            break
+        if kind in "{([":
+            stack.append(i)
+        elif kind in "})]":
+            if stack:
+                stack.pop()
+    if not stack:
+        return None
+    open_i = stack[-1]
+    open_kind = tokens[open_i][0]
+    close_kind = {"{": "}", "(": ")", "[": "]"}[open_kind]
+
+    def is_sep(kind: str) -> bool:
+        return kind == "," or (kind == "\n" and open_kind == "{")
+
+    # walk back from the error to a separator at this depth
+    start = tokens[open_i][2]
+    depth = 0
+    for kind, s, e in _before(tokens, open_i, offset):
+        if kind in "{([":
+            depth += 1
+        elif kind in "})]":
+            depth -= 1
+        elif depth == 0 and is_sep(kind):
+            start = s
+    end = len(text)
+    depth = 0
+    for kind, s, _e in tokens[open_i + 1 :]:
+        if s < offset:
+            if kind in "{([":
+                depth += 1
+            elif kind in "})]":
+                depth -= 1
+            continue
+        if kind in "{([":
+            depth += 1
+        elif kind in "})]":
+            if depth <= 0:
+                end = s if kind == close_kind else s
+                break
+            depth -= 1
+        elif depth <= 0 and is_sep(kind) and s > offset:
+            end = s
+            break
+    if depth < 0:
+        depth = 0
+    if not text[start:end].strip(" \t\r\n,"):
+        # nothing to remove here: widen to the enclosing bracket's own item
+        return recovery_region(text, tokens[open_i][1]) if open_i >= 0 else None
+    return start, end
+
+
+def _before(tokens, open_i, offset):
+    for kind, s, e in tokens[open_i + 1 :]:
+        if s >= offset:
+            break
+        yield kind, s, e
+
+
+@functools.lru_cache(maxsize=64)
+def _structure(text: str) -> list[tuple[str, int, int]]:
+    """Brackets, commas and newlines of ``text``, skipping strings and comments."""
+    import re
+
+    out: list[tuple[str, int, int]] = []
+    pattern = re.compile(r'"""(?:[^"\\]|\\.|"(?!""))*(?:"""|$)|"(?:[^"\\\n]|\\.)*"?|//[^\n]*|[{}()\[\],\n]', re.S)
+    for m in pattern.finditer(text):
+        tok = m.group()
+        if tok[0] in '"/':
+            continue
+        out.append((tok, m.start(), m.end()))
+    return out
+
+
+# ---- spans ----------------------------------------------------------------------------------
+
+
+def _relocate(d: Diagnostic, path: str, delta: int) -> Diagnostic:
+    from dataclasses import replace
+
+    fix = d.fix
+    if fix is not None and delta:
+        fix = replace(fix, edits=tuple(replace(e, span=e.span.shift(delta)) for e in fix.edits))
+    return replace(
+        d,
+        path=path,
+        span=d.span.shift(delta),
+        labels=tuple(replace(lb, span=lb.span.shift(delta)) for lb in d.labels),
+        fix=fix,
+    )
+
+
+def shift_spans(node, delta: int):
+    """A copy of an AST subtree with every span moved by ``delta`` characters."""
+    if isinstance(node, tuple):
+        return tuple(shift_spans(n, delta) for n in node)
+    cls = type(node)
+    fields = getattr(cls, "__dataclass_fields__", None)
+    if fields is None:
+        return node
+    kwargs = {}
+    for name in fields:
+        value = getattr(node, name)
+        if name == "span":
+            kwargs[name] = value.shift(delta)
+        elif isinstance(value, tuple) or hasattr(type(value), "__dataclass_fields__"):
+            kwargs[name] = shift_spans(value, delta)
+        else:
+            kwargs[name] = value
+    return cls(**kwargs)
+
+
+# ---- lark tree -> AST -----------------------------------------------------------------------
+
+
+def _tok_span(tok: Token) -> Span:
+    return Span(tok.start_pos, tok.end_pos)
+
+
+def _ident(tok: Token) -> ast.Ident:
+    return ast.Ident(str(tok), _tok_span(tok))
+
+
+def _meta_span(meta) -> Span:
+    if getattr(meta, "empty", True):
+        return Span(0, 0)
+    return Span(meta.start_pos, meta.end_pos)
+
+
+_BINARY = {
+    "or_op": "or",
+    "and_op": "and",
+    "eq": "==",
+    "ne": "!=",
+    "lt": "<",
+    "le": "<=",
+    "gt": ">",
+    "ge": ">=",
+    "add": "+",
+    "sub": "-",
+    "mul": "*",
+    "div": "/",
+    "mod": "%",
+}
+
+
+@v_args(meta=True)
+class _AstBuilder(Transformer):
+    """Builds AST nodes bottom-up; literal problems go to ``sink``."""
+
+    def __init__(self, sink: DiagnosticSink):
+        super().__init__(visit_tokens=False)
+        self.sink = sink
+
+    def __default__(self, data, children, meta):
+        if data in _BINARY:
+            left, right = children
+            return ast.Binary(_BINARY[data], left, right, _meta_span(meta))
+        return Tree(data, children, meta)
+
+    def _literal_problem(self, tok: Token, problem: str | None, code: str) -> None:
+        if problem:
+            self.sink.error(code, problem, _tok_span(tok))
+
+    # ---- declarations
+    def chunk(self, meta, children):
+        return Tree("chunk", children, meta)
+
+    start = chunk
+
+    def label_decl(self, meta, c):
+        name, members = c[0], c[1] if len(c) > 1 else None
+        return ast.LabelDecl(_ident(name), members or (), _meta_span(meta))
+
+    def budget_decl(self, meta, c):
+        return ast.BudgetDecl(_ident(c[0]), c[1], _meta_span(meta))
+
+    def provider_decl(self, meta, c):
+        members = c[2] if len(c) > 2 else ()
+        return ast.ProviderDecl(_ident(c[0]), _ident(c[1]), members, _meta_span(meta))
+
+    def model_decl(self, meta, c):
+        members = c[3] if len(c) > 3 else ()
+        return ast.ModelDecl(_ident(c[0]), _ident(c[1]), self._string(c[2]), members, _meta_span(meta))
+
+    def type_decl(self, meta, c):
+        return ast.TypeDecl(_ident(c[0]), c[1], _meta_span(meta))
+
+    def enum_decl(self, meta, c):
+        return ast.EnumDecl(_ident(c[0]), tuple(_ident(t) for t in c[1:]), _meta_span(meta))
+
+    def tool_decl(self, meta, c):
+        return ast.ToolDecl(_ident(c[0]), c[1], c[2], c[3], _meta_span(meta))
+
+    def gate_decl(self, meta, c):
+        return ast.GateDecl(_ident(c[0]), c[1], tuple(c[2:]), _meta_span(meta))
+
+    def agent_decl(self, meta, c):
+        return ast.AgentDecl(_ident(c[0]), c[1], c[2], c[3], _meta_span(meta))
+
+    def flow_decl(self, meta, c):
+        name, params, rest = c[0], c[1], c[2:]
+        returns = None
+        if rest and isinstance(rest[0], ast.TypeExpr):
+            returns, rest = rest[0], rest[1:]
+        return ast.FlowDecl(_ident(name), params, returns, tuple(rest), _meta_span(meta))
+
+    def test_decl(self, meta, c):
+        return ast.TestDecl(self._string(c[0]), tuple(c[1:]), _meta_span(meta))
+
+    def members(self, meta, c):
+        return tuple(c)
+
+    def member(self, meta, c):
+        return ast.Member(_ident(c[0]), c[1], _meta_span(meta))
+
+    def check(self, meta, c):
+        return ast.Check(c[0], c[1], _meta_span(meta))
+
+    def mock(self, meta, c):
+        return ast.Mock(_ident(c[0]), c[1], _meta_span(meta))
+
+    def turns(self, meta, c):
+        return tuple(c)
+
+    def reply_turn(self, meta, c):
+        return ast.ReplyTurn(c[0], _meta_span(meta))
+
+    def call_turn(self, meta, c):
+        return ast.CallTurn(_ident(c[0]), c[1] or (), _meta_span(meta))
+
+    # ---- types
+    def params(self, meta, c):
+        return tuple(p for p in c if p is not None)
+
+    def param(self, meta, c):
+        return ast.Param(_ident(c[0]), c[1], _meta_span(meta))
+
+    def type_expr(self, meta, c):
+        name, args, optional, *labels = c
+        return ast.TypeExpr(_ident(name), args or (), optional is not None, tuple(labels), _meta_span(meta))
+
+    def type_args(self, meta, c):
+        return tuple(c)
+
+    def label_ann(self, meta, c):
+        return _ident(c[0])
+
+    def record_type(self, meta, c):
+        return ast.RecordType(tuple(c), _meta_span(meta))
+
+    def field_decl(self, meta, c):
+        return ast.FieldDecl(_ident(c[0]), c[1], _meta_span(meta))
+
+    # ---- statements
+    def block(self, meta, c):
+        return ast.Block(tuple(c), _meta_span(meta))
+
+    def let_stmt(self, meta, c):
+        return ast.Let(_ident(c[0]), c[1], c[2], _meta_span(meta))
+
+    def if_stmt(self, meta, c):
+        return ast.If(c[0], c[1], c[2], _meta_span(meta))
+
+    def par_stmt(self, meta, c):
+        return ast.Par(c[0], _meta_span(meta))
+
+    def return_stmt(self, meta, c):
+        return ast.Return(c[0], _meta_span(meta))
+
+    def expr_stmt(self, meta, c):
+        return ast.ExprStmt(c[0], _meta_span(meta))
+
+    # ---- expressions
+    def for_expr(self, meta, c):
+        return ast.ForExpr(_ident(c[0]), c[1], c[2], c[3], _meta_span(meta))
+
+    def rate(self, meta, c):
+        return ast.Rate(c[0], _ident(c[1]), _meta_span(meta))
+
+    def not_op(self, meta, c):
+        return ast.Unary("not", c[0], _meta_span(meta))
+
+    def neg(self, meta, c):
+        return ast.Unary("-", c[0], _meta_span(meta))
+
+    def field(self, meta, c):
+        return ast.FieldAccess(c[0], _ident(c[1]), _meta_span(meta))
+
+    def call(self, meta, c):
+        return ast.Call(c[0], c[1] or (), _meta_span(meta))
+
+    def index(self, meta, c):
+        return ast.Index(c[0], c[1], _meta_span(meta))
+
+    def args(self, meta, c):
+        return tuple(c)
+
+    def named_arg(self, meta, c):
+        return ast.Arg(_ident(c[0]), c[1], _meta_span(meta))
+
+    def positional_arg(self, meta, c):
+        return ast.Arg(None, c[0], _meta_span(meta))
+
+    def var(self, meta, c):
+        return ast.Name(str(c[0]), _tok_span(c[0]))
+
+    def int(self, meta, c):
+        value, problem = decode_int(c[0])
+        self._literal_problem(c[0], problem, "V0009")
+        return ast.IntLit(value, _tok_span(c[0]))
+
+    def float(self, meta, c):
+        value, problem = decode_float(c[0])
+        self._literal_problem(c[0], problem, "V0009")
+        return ast.FloatLit(value, _tok_span(c[0]))
+
+    def money(self, meta, c):
+        value, problem = decode_money(c[0])
+        self._literal_problem(c[0], problem, "V0008")
+        return ast.MoneyLit(value, _tok_span(c[0]))
+
+    def duration(self, meta, c):
+        value, problem = decode_duration(c[0])
+        self._literal_problem(c[0], problem, "V0009")
+        return ast.DurationLit(value, str(c[0]), _tok_span(c[0]))
+
+    def string(self, meta, c):
+        return self._string(c[0])
+
+    def _string(self, tok: Token) -> ast.StrLit:
+        value, problem = decode_string(str(tok))
+        self._literal_problem(tok, problem, "V0007")
+        return ast.StrLit(value, str(tok), _tok_span(tok))
+
+    def true(self, meta, c):
+        return ast.BoolLit(True, _meta_span(meta))
+
+    def false(self, meta, c):
+        return ast.BoolLit(False, _meta_span(meta))
+
+    def none(self, meta, c):
+        return ast.NoneLit(_meta_span(meta))
+
+    def list(self, meta, c):
+        return ast.ListLit(tuple(x for x in c if x is not None), _meta_span(meta))
+
+    def record(self, meta, c):
+        return ast.RecordLit(tuple(c), _meta_span(meta))
+
+    def record_field(self, meta, c):
+        return ast.RecordField(_ident(c[0]), c[1], _meta_span(meta))
+
+
+__all__ = ["parse_module", "parse_chunk", "ParseResult", "DeclCache", "shift_spans", "Chunk"]
