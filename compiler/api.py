@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from vox.compiler.diagnostics.model import Diagnostic, sort_diagnostics
+from vox.compiler.hir.lower import lower_module
+from vox.compiler.hir.nodes import Program
 from vox.compiler.source import SourceFile
 from vox.compiler.syntax.parser import DeclCache, ParseResult, parse_module
 
@@ -18,7 +20,7 @@ from vox.compiler.syntax.parser import DeclCache, ParseResult, parse_module
 class CheckResult:
     source: SourceFile
     parse: ParseResult
-    program: object | None  # vox.compiler.hir.nodes.Program once checking succeeds far enough
+    program: Program
     diagnostics: tuple[Diagnostic, ...]
 
     @property
@@ -35,14 +37,8 @@ def check_source(path: str, text: str, cache: DeclCache | None = None) -> CheckR
     source = SourceFile(path, text)
     parsed = parse_module(path, text, cache)
     diagnostics = list(parsed.diagnostics)
-    program = None
-    try:
-        from vox.compiler.hir.lower import lower_module
-    except ImportError:  # pragma: no cover - during bootstrap only
-        lower_module = None
-    if lower_module is not None:
-        program, semantic = lower_module(parsed)
-        diagnostics.extend(semantic)
+    program, semantic = lower_module(parsed)
+    diagnostics.extend(semantic)
     return CheckResult(source, parsed, program, tuple(sort_diagnostics(diagnostics)))
 
 
