@@ -150,6 +150,15 @@ class ExpressionChecker:
         if len(enums) == 1:
             enum = enums[0]
             return h.EnumValue(enum.name, name, enum, e.span)
+        if isinstance(target, t.EnumType):
+            guess = closest(name, target.variants)
+            self.sink.error(
+                "V1012", f"`{target.name}` has no member `{name}`", e.span,
+                help=f"did you mean `{guess}`?" if guess else None,
+                fix=replace_fix(f"replace with `{guess}`", e.span, guess) if guess else None,
+                notes=(f"`{target.name}` has members: " + ", ".join(target.variants),),
+            )
+            return h.ErrorExpr(t.ERROR, e.span)
         candidates = ctx.scope.visible_names() | set(self.globals.value_names())
         if isinstance(target, t.EnumType):
             candidates |= set(target.variants)
@@ -340,6 +349,8 @@ class ExpressionChecker:
             expected_elem = target.elem
         body, result = self.globals.check_block_value(e.body, inner, expected_elem)
         result_type = result.type if result is not None else t.NONE
+        if expected_elem is not None:
+            result_type = expected_elem  # a mismatch in the body is already reported there
         return h.ForEach(var, iterable, bound, body, result, t.ListType(result_type), e.span,
                          e.bound.span if e.bound is not None else e.span)
 
@@ -390,6 +401,7 @@ class ExpressionChecker:
         """Match arguments to parameters: positional ones first, in order, then by name."""
         given: dict[str, tuple[ast.Arg, Span]] = {}
         ok = True
+        misnamed = False  # a misspelt argument name already explains a missing one
         positional_done = False
         by_name = {p.name: p for p in params}
         for i, a in enumerate(e.args):
@@ -414,6 +426,7 @@ class ExpressionChecker:
                     self.sink.error("V1013", f"`{name}` has no parameter `{pname}`", a.name.span, help=help_)
                     self.check(a.value, ctx, None)
                     ok = False
+                    misnamed = True
                     continue
                 if pname in given:
                     self.sink.error("V1013", f"argument `{pname}` is given twice", a.name.span,
@@ -424,7 +437,7 @@ class ExpressionChecker:
         out = []
         for p in params:
             if p.name not in given:
-                if isinstance(p.type, t.OptionalType):
+                if isinstance(p.type, t.OptionalType) or misnamed:
                     continue
                 self.sink.error("V1013", f"missing argument `{p.name}` of `{name}`", e.span,
                                 help=f"add `{p.name}: ...`")

@@ -1,0 +1,159 @@
+"""The checker: examples check clean, each diagnostic names the right source text."""
+
+from __future__ import annotations
+
+import pathlib
+
+import pytest
+
+from vox.compiler.api import check_source
+from vox.compiler.hir import types as t
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+EXAMPLES = sorted((ROOT / "examples").glob("*.vox"))
+SHARED_REFERENCE = ROOT.parent / "shared" / "design" / "reference.vox"
+
+PRELUDE = """\
+label pii
+provider sim = sim { clearance: [public, pii] }
+model mini = sim/"mini" {
+  context: 8_000
+  max_output: 500
+  price: { input: $0.15, output: $0.60 }
+  capabilities: [tools, logprobs, json_schema]
+}
+type Ticket = { id: str, body: str @pii, order: str? }
+enum Intent { refund, other }
+type Triage = { intent: Intent, summary: str }
+agent triager(ticket: Ticket) -> Triage {
+  model: mini
+  prompt: "Classify: {ticket.body}"
+}
+tool lookup(id: str) -> str {
+  effect: read
+  clearance: [public, pii]
+}
+"""
+
+
+def diags(body: str):
+    """(code, underlined source text) of every diagnostic of PRELUDE + body."""
+    text = PRELUDE + body
+    result = check_source("t.vox", text)
+    return [(d.code, text[d.span.start : d.span.end]) for d in result.diagnostics]
+
+
+def test_reference_is_the_shared_design_copy():
+    if SHARED_REFERENCE.exists():
+        assert (ROOT / "examples" / "reference.vox").read_text() == SHARED_REFERENCE.read_text()
+
+
+def test_there_are_at_least_five_realistic_examples_besides_reference():
+    assert len([p for p in EXAMPLES if p.name != "reference.vox"]) >= 5
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
+def test_examples_check_with_zero_diagnostics(path):
+    result = check_source(str(path), path.read_text())
+    assert [(d.code, d.message) for d in result.diagnostics] == []
+
+
+def test_prelude_is_clean():
+    assert diags("") == []
+
+
+@pytest.mark.parametrize(
+    "body, expected",
+    [
+        ("flow f(t: Ticket) -> str {\n  return t.bdy\n}\n", [("V1006", "bdy")]),
+        ("flow f(t: Ticket) -> str {\n  return t.order\n}\n", [("V1016", "t.order")]),
+        ("flow f(t: Ticket) -> Triage {\n  return triager(tickt: t)\n}\n", [("V1013", "tickt")]),
+        ("flow f(t: Ticket) -> Triage {\n  return triager(ticket: tickt)\n}\n", [("V1001", "tickt")]),
+        ("flow f(t: Ticket) -> Triage {\n  return triager(t)\n}\n", []),
+        ("flow f(t: Ticket) -> bool {\n  let x = triager(ticket: t)\n  return x.intent == refund\n}\n", []),
+        ("flow f(t: Ticket) -> bool {\n  let x = triager(ticket: t)\n  return refund == x.intent\n}\n", []),
+        ("flow f(t: Ticket) -> Triage {\n  return { intent: refnd, summary: \"s\" }\n}\n", [("V1012", "refnd")]),
+        ("flow f() -> Triage {\n  return { intent: other }\n}\n", [("V1007", "{ intent: other }")]),
+        ("flow f() -> money {\n  return $1 + 2\n}\n", [("V1015", "$1 + 2")]),
+        ("flow f() -> money {\n  return $1 * 2 + $0.5\n}\n", []),
+        ("flow f() -> duration {\n  return 5s + 250ms\n}\n", []),
+        ("flow f() -> bool {\n  return 5s < $1\n}\n", [("V1015", "5s < $1")]),
+        ("flow f(x: int) -> int {\n  if x > 1 { return 1 }\n}\n", [("V1022", "}")]),
+        ("flow f(x: int) -> int {\n  if x > 1 { return 1 } else { return 2 }\n}\n", []),
+        ("flow f(xs: list[Ticket]) -> list[str] {\n  return for t in xs max 3 { lookup(id: t.id) }\n}\n", []),
+        ("flow f(xs: list[Ticket]) -> list[int] {\n  return for t in xs max 3 { lookup(id: t.id) }\n}\n",
+         [("V1005", "lookup(id: t.id)")]),
+        ("flow f(t: Ticket) -> str {\n  par {\n    let a = lookup(id: t.id)\n    let b = lookup(id: a)\n  }\n  return b\n}\n",
+         [("V1001", "a")]),
+        ("flow f(t: Ticket) -> str {\n  par {\n    let a = lookup(id: t.id)\n    let b = lookup(id: \"x\")\n  }\n  return a + b\n}\n",
+         []),
+        ("type R = { r: Receipt[lookup] }\n", []),
+        ("type R = { r: Receipt[triager] }\n", [("V1017", "triager")]),
+        ("type R = { r: Receipt[nothing] }\n", [("V1017", "nothing")]),
+        ("type R = { r: str @secret }\n", [("V1011", "secret")]),
+        ("model m2 = nowhere/\"x\" { context: 1_000 }\n", [("V1018", "nowhere")]),
+        ("model m2 = sim/\"x\" { context: $5 }\n", [("V1015", "$5")]),
+        ("tool t2(x: str) -> str {\n  effect: read\n  timeout: 5\n}\n", [("V1015", "5")]),
+        ("agent a2(x: str) -> str {\n  model: mini\n  prompt: \"{x.y}\"\n}\n", [("V1014", "{x.y}")]),
+        ("agent a2(x: Ticket) -> str {\n  model: mini\n  prompt: \"{x.body} {{literal}}\"\n}\n", []),
+        ("agent a2(x: str) -> str {\n  model: lookup\n  prompt: \"{x}\"\n}\n", [("V1004", "lookup")]),
+        ("agent a2(x: str) -> str {\n  model: mini\n  fallback: [mni]\n  prompt: \"{x}\"\n}\n", [("V1001", "mni")]),
+        ("agent a2(x: str) -> str {\n  model: mini\n  tokens: 5\n  prompt: \"{x}\"\n}\n", [("V1008", "tokens")]),
+        ("agent a2(x: str) -> str {\n  model: mini\n  budget: { cost: 5 }\n  prompt: \"{x}\"\n}\n",
+         [("V1015", "5")]),
+        ("agent a2(x: str) -> str {\n  model: mini\n  budget: { wall: 60 }\n  prompt: \"{x}\"\n}\n",
+         [("V1015", "60")]),
+        ("agent a2(x: str) -> str {\n  model: mini\n  budget: { tokens: 5s }\n  prompt: \"{x}\"\n}\n",
+         [("V1015", "5s")]),
+        ("provider p2 = openai { key: \"sk-abc\" }\n", [("V1019", "\"sk-abc\"")]),
+        ("provider p2 = openai { key: env(\"OPENAI_API_KEY\") }\n", []),
+        ("provider p2 = opena { key: env(\"K\") }\n", [("V1020", "opena")]),
+        ("budget tenant { cost: $5 per day, requests: 60 per minute }\n", []),
+        ("budget tenant { cost: $5 per fortnight }\n", [("V1023", "fortnight")]),
+        ("budget tenant { cost: 5 per day }\n", [("V1015", "5 per day")]),
+        ("gate g(t: Triage) {\n  check confidence >= 0.5 else retry(1)\n  check t.summary != \"\" else abstain\n}\n", []),
+        ("gate g(t: Triage) {\n  check confidense >= 0.5 else retry(1)\n}\n", [("V1001", "confidense")]),
+        ("gate g(t: Triage) {\n  check t.summary else halt\n}\n", [("V1005", "t.summary")]),
+        ("gate g(t: Triage) {\n  check receipts_ok else explode\n}\n", [("V1020", "explode")]),
+        ("label pii\n", [("V1002", "pii")]),
+        ("type str = { a: int }\n", [("V1002", "str")]),
+    ],
+)
+def test_checker_diagnostics(body, expected):
+    assert diags(body) == expected
+
+
+def test_types_of_declarations_are_resolved():
+    result = check_source("t.vox", PRELUDE)
+    program = result.program
+    ticket = program.types["Ticket"]
+    assert isinstance(ticket, t.RecordType)
+    assert ticket.field("body").labels == frozenset({"pii"})
+    assert ticket.field("order").type == t.OptionalType(t.STR)
+    assert program.models["mini"].price.input == 150_000
+    assert program.agents["triager"].chain == ("mini",)
+    assert program.tools["lookup"].clearance == frozenset({"public", "pii"})
+
+
+def test_references_bind_every_use_to_its_declaration():
+    result = check_source("t.vox", PRELUDE + "flow f(t: Ticket) -> Triage {\n  return triager(ticket: t)\n}\n")
+    uses = [(PRELUDE_TEXT_AT(result, span), sym.kind) for span, sym in result.program.references]
+    assert ("triager", "agent") in uses
+    assert ("Ticket", "type") in uses
+    assert ("mini", "model") in uses
+
+
+def PRELUDE_TEXT_AT(result, span):
+    return result.source.text[span.start : span.end]
+
+
+def test_errors_inside_a_declaration_with_a_syntax_error_are_not_repeated():
+    text = PRELUDE + "flow f(t: Ticket) -> str {\n  let x = lookup(id: t.id\n  return x\n}\n"
+    codes = [d.code for d in check_source("t.vox", text).diagnostics]
+    assert codes == ["V0003"]
+
+
+def test_a_declaration_that_failed_to_parse_does_not_cause_unknown_names_elsewhere():
+    text = PRELUDE + "agent broken(x: str) {\n  model: mini\n}\nflow f() -> str {\n  return broken(x: \"a\")\n}\n"
+    codes = [d.code for d in check_source("t.vox", text).diagnostics]
+    assert codes == ["V0012"]
