@@ -146,13 +146,13 @@ def parse_chunk(text: str, keyword: str | None) -> ParsedDecl:
     sink = DiagnosticSink("")
     work, had_errors = _mend_keyword(text, keyword, sink)
     if work is None:
-        return ParsedDecl(None, tuple(sink.items), _declared_name(text, keyword), True)
+        return ParsedDecl(None, _clamped(sink.items, len(text)), _declared_name(text, keyword), True)
     work, unbalanced = _mend_brackets(work, sink)
     had_errors = had_errors or unbalanced
     reported: set[int] = set()
     for _ in range(MAX_RECOVERIES_PER_DECL):
         if not work.strip() or _only_comments(work):
-            return ParsedDecl(None, tuple(sink.items), None, had_errors)
+            return ParsedDecl(None, _clamped(sink.items, len(text)), None, had_errors)
         try:
             tree = lark_parser().parse(work, start="chunk")
         except UnexpectedInput as e:
@@ -177,13 +177,15 @@ def parse_chunk(text: str, keyword: str | None) -> ParsedDecl:
                     sink.items.append(describe_syntax_error(e, work, offset, keyword))
                 region = recovery_region(work, offset)
                 if region is None:
-                    return ParsedDecl(None, tuple(sink.items), _declared_name(text, keyword), True)
+                    return ParsedDecl(None, _clamped(sink.items, len(text)), _declared_name(text, keyword), True)
                 start, end = region
             work = work[:start] + _blank(work[start:end]) + work[end:]
             continue
         decl = _AstBuilder(sink).transform(tree).children[0]
-        return ParsedDecl(decl, tuple(sink.items), None, had_errors)
-    return ParsedDecl(None, tuple(sink.items), _declared_name(text, keyword), True)
+        if len(work) > len(text):  # a closing brace was appended: keep spans inside the text
+            decl = shift_spans(decl, 0, len(text))
+        return ParsedDecl(decl, _clamped(sink.items, len(text)), None, had_errors)
+    return ParsedDecl(None, _clamped(sink.items, len(text)), _declared_name(text, keyword), True)
 
 
 def _mend_keyword(text: str, keyword: str | None, sink: DiagnosticSink) -> tuple[str | None, bool]:
@@ -321,6 +323,18 @@ def _continuation_region(text: str, e: UnexpectedInput) -> tuple[int, int, Span]
 def _is_member_line(line: str) -> bool:
     head, colon, _ = line.partition(":")
     return bool(colon) and head.strip().isidentifier()
+
+
+def _clamped(diagnostics, limit: int) -> tuple[Diagnostic, ...]:
+    """Diagnostics with spans cut off at ``limit`` (text appended while mending has no place)."""
+    from dataclasses import replace
+
+    out = []
+    for d in diagnostics:
+        if d.span.end > limit:
+            d = replace(d, span=Span(min(d.span.start, limit), limit), fix=None)
+        out.append(d)
+    return tuple(out)
 
 
 def _only_comments(text: str) -> bool:
@@ -464,10 +478,11 @@ def _relocate(d: Diagnostic, path: str, delta: int) -> Diagnostic:
     )
 
 
-def shift_spans(node, delta: int):
-    """A copy of an AST subtree with every span moved by ``delta`` characters."""
+def shift_spans(node, delta: int, limit: int | None = None):
+    """A copy of an AST subtree with every span moved by ``delta`` characters (and, with
+    ``limit``, cut off there)."""
     if isinstance(node, tuple):
-        return tuple(shift_spans(n, delta) for n in node)
+        return tuple(shift_spans(n, delta, limit) for n in node)
     cls = type(node)
     fields = getattr(cls, "__dataclass_fields__", None)
     if fields is None:
@@ -476,9 +491,12 @@ def shift_spans(node, delta: int):
     for name in fields:
         value = getattr(node, name)
         if name == "span":
-            kwargs[name] = value.shift(delta)
+            moved = value.shift(delta)
+            if limit is not None:
+                moved = Span(min(moved.start, limit), min(moved.end, limit))
+            kwargs[name] = moved
         elif isinstance(value, tuple) or hasattr(type(value), "__dataclass_fields__"):
-            kwargs[name] = shift_spans(value, delta)
+            kwargs[name] = shift_spans(value, delta, limit)
         else:
             kwargs[name] = value
     return cls(**kwargs)
