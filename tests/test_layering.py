@@ -1,0 +1,53 @@
+"""Architecture rules that code review alone would not keep."""
+
+from __future__ import annotations
+
+import ast
+import pathlib
+import tomllib
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+
+def _imports(path: pathlib.Path) -> set[str]:
+    tree = ast.parse(path.read_text(), str(path))
+    out: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            out.add(node.module)
+    return out
+
+
+def test_compiler_never_imports_the_runtime_or_network_libraries():
+    forbidden = ("vox.runtime", "httpx", "anyio", "aiohttp", "dbos", "vox.lsp", "vox.cli")
+    for path in (ROOT / "compiler").rglob("*.py"):
+        for name in _imports(path):
+            assert not name.startswith(forbidden), f"{path.relative_to(ROOT)} imports {name}"
+
+
+def test_only_the_syntax_layer_imports_lark():
+    for path in (ROOT / "compiler").rglob("*.py"):
+        if path.parent.name == "syntax":
+            continue
+        for name in _imports(path):
+            assert not name.startswith("lark"), f"{path.relative_to(ROOT)} imports {name}"
+
+
+def test_every_package_folder_is_listed_in_pyproject():
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    listed = set(config["packages"])
+    mapping = config["package-dir"]
+    for package, folder in mapping.items():
+        for init in (ROOT / folder).rglob("__init__.py"):
+            rel = init.parent.relative_to(ROOT / folder)
+            dotted = package + ("." + ".".join(rel.parts) if rel.parts else "")
+            assert dotted in listed, f"{dotted} ({init.parent.relative_to(ROOT)}) is missing from pyproject packages"
+
+
+def test_grammar_ships_as_package_data():
+    from importlib import resources
+
+    text = resources.files("vox.lang").joinpath("grammar/vox.lark").read_text()
+    assert "agent_decl" in text
