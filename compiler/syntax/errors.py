@@ -286,7 +286,7 @@ def describe_syntax_error(e: UnexpectedInput, text: str, offset: int, keyword: s
 
     if tok.type == "EQUAL" and "COLON" in expected:
         return diag("V0011", "members are written `key: value`, not `key = value`", span,
-                    help="replace `=` with `:`", fix=_fix_for("V0011", span))
+                    help="replace `=` with `:`", fix=_fix_for("V0011", span, text))
     if tok.type == "EQUAL" and ("EQUAL" not in expected) and ({"LBRACE", "_NL"} & expected):
         return diag("V0013", "`=` binds a name; use `==` to compare", span, help="replace `=` with `==`",
                     fix=_fix_for("V0013", span))
@@ -319,7 +319,8 @@ def _after_previous_fix(text: str, span: Span, insert: str):
 
 def _fix_for(code: str, span: Span, text: str = ""):
     if code == "V0011":
-        return replace_fix("replace `=` with `:`", span, ":")
+        start = len(text[: span.start].rstrip()) if text else span.start  # `key = v` becomes `key: v`
+        return replace_fix("replace `=` with `:`", Span(start, span.end), ":")
     if code == "V0013":
         return replace_fix("replace `=` with `==`", span, "==")
     if code == "V0010" and text:

@@ -193,7 +193,7 @@ def _mend_keyword(text: str, keyword: str | None, sink: DiagnosticSink) -> tuple
     has the keyword's length, parse it as the keyword so the rest is still checked."""
     if keyword is None:
         return text, False
-    stripped = text.lstrip()
+    stripped = text.lstrip(" \t\r\n\f\ufeff")
     start = len(text) - len(stripped)
     word = stripped.split(None, 1)[0].split("(")[0] if stripped else ""
     if word == keyword:

@@ -81,7 +81,7 @@ def scan(text: str) -> Scan:
             if keyword is not None:
                 starts.append((pos, keyword))
 
-    line_start_check(0)
+    line_start_check(1 if text.startswith("\ufeff") else 0)  # a byte-order mark is not text
     pos = 0
     search = _SIGNIFICANT.search
     while True:
@@ -106,6 +106,8 @@ def scan(text: str) -> Scan:
             pos = close.end() if close else _LINE_END.match(text, end).end()
 
     chunks: list[Chunk] = []
+    if starts and starts[0][0] == 1 and text.startswith("\ufeff"):
+        starts[0] = (0, starts[0][1])
     if not starts or starts[0][0] > 0:
         first = starts[0][0] if starts else n
         chunks.append(Chunk(0, first, None))
