@@ -1,0 +1,46 @@
+"""Golden renderings: tests/golden/diagnostics/CODE.vox must produce CODE, rendered as CODE.txt.
+
+Set VOX_UPDATE_GOLDEN=1 to rewrite the .txt files after an intended change, then review the diff.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+
+import pytest
+
+from vox.compiler.api import check_source
+from vox.compiler.diagnostics.codes import CODES
+from vox.compiler.diagnostics.render import render_text
+
+GOLDEN = pathlib.Path(__file__).resolve().parent / "golden" / "diagnostics"
+SOURCES = sorted(GOLDEN.glob("*.vox"))
+
+
+def rendered(path: pathlib.Path) -> tuple[str, list[str]]:
+    result = check_source(f"golden/{path.name}", path.read_text())
+    text = "\n".join(render_text(d, result.source) for d in result.diagnostics) + "\n"
+    return text, [d.code for d in result.diagnostics]
+
+
+def test_every_code_has_a_golden():
+    have = {p.stem for p in SOURCES}
+    missing = sorted(set(CODES) - have)
+    assert not missing, f"codes without a golden file in {GOLDEN}: {missing}"
+
+
+def test_every_golden_names_a_known_code():
+    assert {p.stem for p in SOURCES} <= set(CODES)
+
+
+@pytest.mark.parametrize("path", SOURCES, ids=lambda p: p.stem)
+def test_golden(path):
+    text, codes = rendered(path)
+    assert path.stem in codes, f"{path.name} no longer produces {path.stem}: {codes}"
+    expected_file = path.with_suffix(".txt")
+    if os.environ.get("VOX_UPDATE_GOLDEN") or not expected_file.exists():
+        if os.environ.get("CI") and not expected_file.exists():
+            pytest.fail(f"{expected_file.name} is missing; generate it with VOX_UPDATE_GOLDEN=1 and review it")
+        expected_file.write_text(text)
+    assert text == expected_file.read_text()
