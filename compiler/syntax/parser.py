@@ -72,7 +72,7 @@ def lark_parser() -> Lark:
         maybe_placeholders=True,
         start=["start", "chunk"],
         postlex=_Layout(),
-        cache=False,
+        cache=True,  # grammar analysis cached in the temp dir, keyed by grammar and options
     )
 
 
