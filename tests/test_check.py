@@ -67,6 +67,10 @@ def test_prelude_is_clean():
     [
         ("flow f(t: Ticket) -> str {\n  return t.bdy\n}\n", [("V1006", "bdy")]),
         ("flow f(t: Ticket) -> str {\n  return t.order\n}\n", [("V1016", "t.order")]),
+        ("flow f(t: Ticket) -> str {\n  if t.order != none { return t.order }\n  return \"\"\n}\n", []),
+        ("flow f(t: Ticket) -> str {\n  if t.order == none { return \"\" } else { return t.order }\n}\n", []),
+        ("flow f(t: Ticket) -> str {\n  if t.order == none { return t.order }\n  return \"\"\n}\n",
+         [("V1016", "t.order")]),
         ("flow f(t: Ticket) -> Triage {\n  return triager(tickt: t)\n}\n", [("V1013", "tickt")]),
         ("flow f(t: Ticket) -> Triage {\n  return triager(ticket: tickt)\n}\n", [("V1001", "tickt")]),
         ("flow f(t: Ticket) -> Triage {\n  return triager(t)\n}\n", []),

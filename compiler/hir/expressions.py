@@ -40,7 +40,7 @@ class Context:
     returns: t.Type | None = None  # a flow's declared result
     mock_tools: tuple[str, ...] = ()  # tools a mocked agent may call (for `receipt(...)`)
     loop_depth: int = 0
-    notes: list[str] = field(default_factory=list)
+    narrowed: dict[tuple[str, ...], t.Type] = field(default_factory=dict)  # paths known not to be none
 
 
 class ExpressionChecker:
@@ -129,7 +129,7 @@ class ExpressionChecker:
         local = ctx.scope.lookup(name)
         if local is not None:
             self.references.append((e.span, local))
-            return h.Var(local, local.type or t.ERROR, e.span)
+            return h.Var(local, ctx.narrowed.get((name,), local.type or t.ERROR), e.span)
         if ctx.kind == "gate" and name in SIGNAL_VALUES:
             return h.CallExpr("signal", name, (), SIGNAL_VALUES[name], e.span)
         if ctx.kind == "gate" and name in SIGNAL_CALLS:
@@ -250,7 +250,9 @@ class ExpressionChecker:
                 self.sink.error("V1006", f"`{ty.name}` has no field `{name}`", e.name.span, help=help_, fix=fix,
                                 notes=("fields: " + ", ".join(f.name for f in ty.fields),))
                 return h.ErrorExpr(t.ERROR, e.span)
-            return h.GetField(target, name, info.type, info.labels, e.span)
+            path = access_path(e)
+            return h.GetField(target, name, ctx.narrowed.get(path, info.type) if path else info.type, info.labels,
+                              e.span)
         self.sink.error("V1006", f"`{ty.show()}` has no fields", e.name.span)
         return h.ErrorExpr(t.ERROR, e.span)
 
@@ -294,6 +296,11 @@ class ExpressionChecker:
         return h.BinaryExpr(e.op, left, right, result, e.span)
 
     def _operator_error(self, e: ast.Binary, left: t.Type, right: t.Type) -> None:
+        for side, ty in ((e.left, left), (e.right, right)):
+            if isinstance(ty, t.OptionalType):
+                self.sink.error("V1016", f"this value may be `none`, so `{e.op}` may fail", side.span,
+                                help="check it first: `if x != none { ... }`")
+                return
         if _is_unit_clash(left, right) or (left in (t.MONEY, t.DURATION) or right in (t.MONEY, t.DURATION)):
             self.sink.error(
                 "V1015",
@@ -484,6 +491,16 @@ class ExpressionChecker:
                     return None
             out.append((pname, value))
         return tuple(out)
+
+
+def access_path(e: ast.Expr) -> tuple[str, ...] | None:
+    """`a.b.c` as ("a", "b", "c"); None for anything that is not a plain name or field chain."""
+    if isinstance(e, ast.Name):
+        return (e.name,)
+    if isinstance(e, ast.FieldAccess):
+        inner = access_path(e.target)
+        return inner + (e.name.name,) if inner else None
+    return None
 
 
 def _numeric_hint(expected: t.Type | None) -> t.Type | None:

@@ -11,7 +11,7 @@ from vox.compiler.diagnostics.model import Diagnostic, DiagnosticSink, Label, re
 from vox.compiler.hir import nodes as h
 from vox.compiler.hir import types as t
 from vox.compiler.hir.builtins import Builtins
-from vox.compiler.hir.expressions import GATE_ACTIONS, Context, ExpressionChecker
+from vox.compiler.hir.expressions import GATE_ACTIONS, Context, ExpressionChecker, access_path
 from vox.compiler.hir.members import MemberReader
 from vox.compiler.hir.scope import Scope
 from vox.compiler.names import closest, did_you_mean
@@ -444,12 +444,17 @@ class Lowering:
 
     def if_stmt(self, s: ast.If, ctx: Context) -> h.IfStmt:
         cond = self.checker.expect(s.cond, t.BOOL, ctx, "the condition")
-        then = self.block(s.then.stmts, _child(ctx))
+        then_ctx, else_ctx = _child(ctx), _child(ctx)
+        narrowing = _none_test(s.cond, cond)
+        if narrowing is not None:
+            path, inner, is_none_branch = narrowing
+            (else_ctx if is_none_branch else then_ctx).narrowed[path] = inner
+        then = self.block(s.then.stmts, then_ctx)
         orelse: tuple = ()
         if isinstance(s.orelse, ast.Block):
-            orelse = self.block(s.orelse.stmts, _child(ctx))
+            orelse = self.block(s.orelse.stmts, else_ctx)
         elif isinstance(s.orelse, ast.If):
-            orelse = (self.if_stmt(s.orelse, _child(ctx)),)
+            orelse = (self.if_stmt(s.orelse, else_ctx),)
         return h.IfStmt(cond, then, orelse, s.span)
 
     def par(self, s: ast.Par, ctx: Context) -> h.ParStmt:
@@ -493,7 +498,21 @@ class Lowering:
 
 
 def _child(ctx: Context) -> Context:
-    return Context(ctx.kind, ctx.owner, ctx.scope.child(), ctx.returns, ctx.mock_tools, ctx.loop_depth)
+    return Context(ctx.kind, ctx.owner, ctx.scope.child(), ctx.returns, ctx.mock_tools, ctx.loop_depth,
+                   dict(ctx.narrowed))
+
+
+def _none_test(cond: ast.Expr, typed: h.TExpr):
+    """For `x != none` / `x == none` on an optional path: (path, type without `?`, whether the
+    `then` branch is the none case)."""
+    if not (isinstance(cond, ast.Binary) and cond.op in ("==", "!=") and isinstance(typed, h.BinaryExpr)):
+        return None
+    for side, other, typed_side in ((cond.left, cond.right, typed.left), (cond.right, cond.left, typed.right)):
+        if isinstance(other, ast.NoneLit) and isinstance(typed_side.type, t.OptionalType):
+            path = access_path(side)
+            if path:
+                return path, typed_side.type.inner, cond.op == "=="
+    return None
 
 
 def _always_returns(body: tuple[h.TStmt, ...]) -> bool:
