@@ -130,7 +130,7 @@ class Lowering:
         decl = self.decl_of[name]
         if name in self._resolving:
             self.sink.error("V1003", f"type `{name}` contains itself", decl.name.span,
-                            help="use a list or an optional field to break the cycle, or restructure the data")
+                            help="recursive types are not supported: refer to the other record by an id field instead")
             return t.ERROR
         self._resolving.add(name)
         if isinstance(decl, ast.EnumDecl):

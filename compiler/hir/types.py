@@ -221,16 +221,16 @@ def binary_result(op: str, left: Type, right: Type) -> Type | None:
         if op == "+" and isinstance(left, ListType) and isinstance(right, ListType) and left == right:
             return left
         return None
-    if op == "*":
-        if left in units and is_numeric(right):
+    if op == "*":  # money and durations scale by whole numbers only: they stay exact integers
+        if left in units and right in _INTEGRAL:
             return left
-        if right in units and is_numeric(left):
+        if right in units and left in _INTEGRAL:
             return right
         if is_numeric(left) and is_numeric(right):
             return _number_result(left, right)
         return None
     if op == "/":
-        if left in units and is_numeric(right):
+        if left in units and right in _INTEGRAL:
             return left
         if left in units and left == right:
             return FLOAT

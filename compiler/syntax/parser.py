@@ -10,6 +10,7 @@ the declaration again, so one mistake yields one diagnostic and the rest still p
 from __future__ import annotations
 
 import functools
+import re
 import hashlib
 from dataclasses import dataclass
 from importlib import resources
@@ -147,7 +148,9 @@ def parse_chunk(text: str, keyword: str | None) -> ParsedDecl:
     work, had_errors = _mend_keyword(text, keyword, sink)
     if work is None:
         return ParsedDecl(None, _clamped(sink.items, len(text)), _declared_name(text, keyword), True)
-    work, unbalanced = _mend_brackets(work, sink)
+    work, swallowed = _mend_unterminated_string(work, sink)
+    # brackets swallowed by a string that never ends are that string's fault, not new mistakes
+    work, unbalanced = _mend_brackets(work, DiagnosticSink("") if swallowed else sink)
     had_errors = had_errors or unbalanced
     reported: set[int] = set()
     for _ in range(MAX_RECOVERIES_PER_DECL):
@@ -215,6 +218,27 @@ def _mend_keyword(text: str, keyword: str | None, sink: DiagnosticSink) -> tuple
     return text[:start] + keyword + text[start + len(word) :], True
 
 
+def _mend_unterminated_string(text: str, sink: DiagnosticSink) -> tuple[str, bool]:
+    """A triple-quoted string that never ends swallows the rest of the declaration: report it
+    once and blank it, so its brackets are not reported as unbalanced one by one."""
+    for kind, start, end in _strings(text):
+        if kind == '"""' and not text.endswith('"""', start + 3, end):
+            sink.items.append(
+                Diagnostic("V0005", Severity.ERROR, "this string is never closed", "", Span(start, start + 3),
+                           help='end the string with `"""`')
+            )
+            # `""` plus a space keeps the value an (empty) string and every position in place
+            return text[:start] + '"" ' + _blank(text[start + 3 :]), True
+    return text, False
+
+
+def _strings(text: str):
+    for m in re.finditer(r'"""(?:[^"\\]|\\.|"(?!""))*(?:"""|\Z)|"(?:[^"\\\n]|\\.)*"?|//[^\n]*', text, re.S):
+        tok = m.group()
+        if tok.startswith('"""'):
+            yield '"""', m.start(), m.end()
+
+
 def _mend_brackets(text: str, sink: DiagnosticSink) -> tuple[str, bool]:
     """Report each unclosed or unmatched bracket once and mend the text around it.
 
@@ -227,6 +251,7 @@ def _mend_brackets(text: str, sink: DiagnosticSink) -> tuple[str, bool]:
         problem = _first_unbalanced(text)
         if problem is None:
             return text, changed
+        before = text
         changed = True
         kind, pos = problem
         if kind in "})]":
@@ -248,6 +273,8 @@ def _mend_brackets(text: str, sink: DiagnosticSink) -> tuple[str, bool]:
             end = _end_by_indentation(text, pos)
             end = len(text) if end is None else end
             text = text[:line_start] + _blank(text[line_start:end]) + text[end:]
+        if text == before:
+            break
     return text, changed
 
 
