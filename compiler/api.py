@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from vox.compiler.diagnostics.model import Diagnostic, sort_diagnostics
+from vox.compiler.diagnostics.model import Diagnostic, error, sort_diagnostics
 from vox.compiler.hir.lower import lower_module
 from vox.compiler.hir.nodes import Program
-from vox.compiler.source import SourceFile
+from vox.compiler.source import SourceFile, Span
 from vox.compiler.syntax.parser import DeclCache, ParseResult, parse_module
 
 
@@ -35,9 +35,17 @@ class CheckResult:
 def check_source(path: str, text: str, cache: DeclCache | None = None) -> CheckResult:
     """Parse and check one file's text. Never raises on bad input."""
     source = SourceFile(path, text)
-    parsed = parse_module(path, text, cache)
+    try:
+        parsed = parse_module(path, text, cache)
+        program, semantic = lower_module(parsed)
+    except RecursionError:
+        # Only absurdly deep nesting gets here; say so rather than crash.
+        parsed = parse_module(path, "", None)
+        program, _ = lower_module(parsed)
+        too_deep = error("V0002", "this file nests expressions too deeply to compile", path, Span(0, 0),
+                         help="split deeply nested expressions with `let`")
+        return CheckResult(source, parsed, program, (too_deep,))
     diagnostics = list(parsed.diagnostics)
-    program, semantic = lower_module(parsed)
     diagnostics.extend(semantic)
     return CheckResult(source, parsed, program, tuple(sort_diagnostics(diagnostics)))
 

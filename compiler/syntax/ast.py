@@ -8,7 +8,7 @@ occurrence keeps its own span (for go-to-definition and rename).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Union
 
 from vox.compiler.source import Span, span_field
@@ -102,7 +102,7 @@ class StrLit:
     """
 
     value: str
-    raw: str
+    raw: str = field(compare=False)  # layout: re-indenting a prompt does not change its meaning
     span: Span = span_field()
 
     @property
