@@ -148,11 +148,8 @@ def parse_chunk(text: str, keyword: str | None) -> ParsedDecl:
     work, had_errors = _mend_keyword(text, keyword, sink)
     if work is None:
         return ParsedDecl(None, _clamped(sink.items, len(text)), _declared_name(text, keyword), True)
-    work, swallowed = _mend_unterminated_string(work, sink)
-    # brackets swallowed by a string that never ends are that string's fault, not new mistakes
-    work, unbalanced = _mend_brackets(work, DiagnosticSink("") if swallowed else sink)
-    had_errors = had_errors or unbalanced
     reported: set[int] = set()
+    mended = False
     for _ in range(MAX_RECOVERIES_PER_DECL):
         if not work.strip() or _only_comments(work):
             return ParsedDecl(None, _clamped(sink.items, len(text)), None, had_errors)
@@ -160,6 +157,15 @@ def parse_chunk(text: str, keyword: str | None) -> ParsedDecl:
             tree = lark_parser().parse(work, start="chunk")
         except UnexpectedInput as e:
             had_errors = True
+            if not mended:
+                # Only now look for unclosed strings and brackets: clean text never pays for it.
+                mended = True
+                before = work
+                work, swallowed = _mend_unterminated_string(work, sink)
+                # brackets swallowed by a string that never ends are that string's fault
+                work, _ = _mend_brackets(work, DiagnosticSink("") if swallowed else sink)
+                if work != before:
+                    continue
             continuation = _continuation_region(work, e)
             if continuation is not None:
                 start, end, ending = continuation
