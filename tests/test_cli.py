@@ -310,10 +310,6 @@ def test_fmt_missing_file_and_missing_arguments_exit_2(capsys, formatter, tmp_pa
 
 
 def test_fmt_with_the_real_formatter_is_stable_on_the_examples(capsys, tmp_path):
-    try:
-        from vox.compiler.format import format_source  # noqa: F401
-    except ImportError:
-        pytest.skip("vox.compiler.format.format_source is not written yet")
     for example in EXAMPLES:
         copy = tmp_path / example.name
         copy.write_text(example.read_text(encoding="utf-8"), encoding="utf-8")
