@@ -128,8 +128,8 @@ class MemberReader:
 
     def constant_expr(self, e: ast.Expr, ty: t.Type, owner: str, what: str):
         out = self.checker.expect(e, ty, self.ctx(owner), what)
-        if isinstance(out, h.ErrorExpr):
-            return None
+        if isinstance(out, h.ErrorExpr) or not self.checker.fits(out, ty):
+            return None  # a mismatch is already reported; its value must not reach arithmetic
         value = _fold(out)
         if value is _NOT_CONSTANT:
             self.sink.error("V1026", f"{what} must be a value written in the program", e.span,
