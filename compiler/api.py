@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from vox.compiler.diagnostics.model import Diagnostic, error, sort_diagnostics
+from vox.compiler.analysis import analyse
+from vox.compiler.analysis.results import Analysis
+from vox.compiler.diagnostics.model import Diagnostic, DiagnosticSink, error, sort_diagnostics
 from vox.compiler.hir.lower import lower_module
 from vox.compiler.hir.nodes import Program
 from vox.compiler.source import SourceFile, Span
@@ -22,6 +24,7 @@ class CheckResult:
     parse: ParseResult
     program: Program
     diagnostics: tuple[Diagnostic, ...]
+    analysis: Analysis = Analysis()  # bounds, labels, effect sites, gate signals
 
     @property
     def errors(self) -> tuple[Diagnostic, ...]:
@@ -38,6 +41,8 @@ def check_source(path: str, text: str, cache: DeclCache | None = None) -> CheckR
     try:
         parsed = parse_module(path, text, cache)
         program, semantic = lower_module(parsed)
+        sink = DiagnosticSink(path)
+        analysis = analyse(program, sink)
     except RecursionError:
         # Only absurdly deep nesting gets here; say so rather than crash.
         parsed = parse_module(path, "", None)
@@ -47,7 +52,10 @@ def check_source(path: str, text: str, cache: DeclCache | None = None) -> CheckR
         return CheckResult(source, parsed, program, (too_deep,))
     diagnostics = list(parsed.diagnostics)
     diagnostics.extend(semantic)
-    return CheckResult(source, parsed, program, tuple(sort_diagnostics(diagnostics)))
+    # Like the checker, the analyses stay quiet inside a declaration that has a syntax error.
+    broken = [parsed.module.decls[i].span for i in parsed.decls_with_errors]
+    diagnostics.extend(d for d in sink.items if not any(s.start <= d.span.start <= s.end for s in broken))
+    return CheckResult(source, parsed, program, tuple(sort_diagnostics(diagnostics)), analysis)
 
 
 def check_file(path: str, cache: DeclCache | None = None) -> CheckResult:

@@ -57,6 +57,19 @@ CODES: dict[str, str] = {
     "V1024": "duplicate name in scope",
     "V1025": "bad template",
     "V1026": "value not allowed here",
+    # ---- V2: budgets (compiler/analysis/budgets.py)
+    "V2001": "flow may exceed its budget",
+    "V2002": "loop without `max`",
+    "V2003": "agent cannot afford a single call",
+    "V2004": "budgeted path reaches a model with no price",
+    "V2005": "callee cap exceeds the caller's",
+    "V2006": "call needs more tokens than a model's context window",
+    "V2007": "callee without a bound",
+    "V2008": "recursion without `depth`",
+    # ---- V3: sensitivity labels (compiler/analysis/labels.py)
+    # ---- V4: effects and receipts (compiler/analysis/effects.py)
+    # ---- V5: gates (compiler/analysis/gates.py)
+    # ---- V6: pre-flight, checks that read the environment (compiler/preflight.py)
 }
 
 

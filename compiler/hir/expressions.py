@@ -359,7 +359,8 @@ class ExpressionChecker:
         if expected_elem is not None:
             result_type = expected_elem  # a mismatch in the body is already reported there
         return h.ForEach(var, iterable, bound, body, result, t.ListType(result_type), e.span,
-                         e.bound.span if e.bound is not None else e.span)
+                         # no `max`: an empty span where one would go, for the fix that adds it
+                         e.bound.span if e.bound is not None else Span(e.iterable.span.end, e.iterable.span.end))
 
     def _Call(self, e: ast.Call, ctx: Context, expected):
         if not isinstance(e.callee, ast.Name):

@@ -12,7 +12,7 @@ from vox.compiler.hir import nodes as h
 from vox.compiler.hir import types as t
 from vox.compiler.hir.builtins import Builtins
 from vox.compiler.hir.expressions import GATE_ACTIONS, Context, ExpressionChecker, access_path
-from vox.compiler.hir.members import MemberReader
+from vox.compiler.hir.members import MemberReader, member_spans
 from vox.compiler.hir.scope import Scope
 from vox.compiler.names import closest, did_you_mean
 from vox.compiler.source import Span
@@ -370,9 +370,11 @@ class Lowering:
             scope.bind(sym)
             self.references.append((p.span, sym))
         caps = h.Caps()
+        budget = {}
         for m in decl.members:
             if m.key.name == "budget":
                 caps = self.members.caps(m, ("cost", "tokens", "wall", "steps", "tool_calls", "depth"))
+                budget["budget"] = m
             else:
                 self.members.unknown_member(m, "flow", ("budget",))
         ctx = Context("flow", name, scope, returns)
@@ -382,7 +384,7 @@ class Lowering:
             self.sink.error("V1022", f"flow `{name}` can end without returning a `{returns.show()}`", end,
                             labels=(Label(decl.returns.span, "the flow promises this result"),),
                             help="add a `return` at the end")
-        return h.Flow(name, params, returns, caps, body, decl.span)
+        return h.Flow(name, params, returns, caps, body, decl.span, member_spans(budget))
 
     def block(self, stmts, ctx: Context) -> tuple[h.TStmt, ...]:
         out = []

@@ -79,6 +79,51 @@ CAP_TYPES = {"tokens": t.TOKENS, "cost": t.MONEY, "steps": t.INT, "tool_calls": 
 _PLACEHOLDER = re.compile(r"\{\{|\}\}|\{([^{}]*)\}|[{}]")
 
 
+def member_spans(ms: dict[str, ast.Member]) -> dict[str, Span]:
+    """Where each member's value is written, for diagnostics and fixes of later passes.
+
+    Keys: ``"key"`` (the value), ``"key:"`` (the key), ``"key.item"`` (a name in a list value, or
+    a field's value in a record value, as in ``"budget.cost"`` or ``"fallback.local"``).
+    """
+    out: dict[str, Span] = {}
+    for key, m in ms.items():
+        out[key] = m.value.span
+        out[key + ":"] = m.key.span
+        if isinstance(m.value, ast.ListLit):
+            for item in m.value.items:
+                if isinstance(item, ast.Name):
+                    out[f"{key}.{item.name}"] = item.span
+        elif isinstance(m.value, ast.RecordLit):
+            for f in m.value.fields:
+                out[f"{key}.{f.name.name}"] = f.value.span
+    return out
+
+
+def template_parts(text: str) -> tuple[str | tuple[str, ...], ...]:
+    """A checked template's text split into literal text and placeholder paths.
+
+    >>> template_parts("Hi {user.name}, {{ok}}")
+    ('Hi ', ('user', 'name'), ', {ok}')
+    """
+    parts: list = []
+    literal = []
+    pos = 0
+    for m in _PLACEHOLDER.finditer(text):
+        literal.append(text[pos:m.start()])
+        pos = m.end()
+        if m.group(1) is not None:
+            if "".join(literal):
+                parts.append("".join(literal))
+            literal = []
+            parts.append(tuple(p.strip() for p in m.group(1).split(".")))
+        else:
+            literal.append(m.group()[0])  # `{{` or `}}` stand for one brace
+    literal.append(text[pos:])
+    if "".join(literal):
+        parts.append("".join(literal))
+    return tuple(parts)
+
+
 class MemberReader:
     def __init__(self, lowering):
         self.lo = lowering
@@ -250,7 +295,6 @@ class MemberReader:
         quote = 3 if lit.triple else 1
         body_start = lit.span.start + quote
         body = raw[quote:-quote] if len(raw) >= 2 * quote else ""
-        parts: list = []
         ok = True
         by_name = {p.name: p for p in params}
         for m in _PLACEHOLDER.finditer(body):
@@ -271,9 +315,7 @@ class MemberReader:
                 continue
             if not self._placeholder_ok(path, by_name, span, what):
                 ok = False
-                continue
-            parts.append(path)
-        return h.Template(tuple(parts), lit.value, lit.span) if ok else None
+        return h.Template(template_parts(lit.value), lit.value, lit.span) if ok else None
 
     def _placeholder_ok(self, path, by_name, span, what) -> bool:
         head = path[0]
@@ -322,7 +364,8 @@ class MemberReader:
         if "timeout" in ms:
             flags.append(("timeout_ms", self.constant(ms["timeout"], t.DURATION, name)))
         return h.Provider(name, protocol, base_url if not isinstance(base_url, type(None)) else None,
-                          key if isinstance(key, h.EnvRef) else None, clearance, tuple(flags), decl.span)
+                          key if isinstance(key, h.EnvRef) else None, clearance, tuple(flags), decl.span,
+                          member_spans(ms))
 
     def model(self, decl: ast.ModelDecl) -> h.Model:
         name = decl.name.name
@@ -354,7 +397,8 @@ class MemberReader:
                             labels=(Label(ms["context"].value.span, "the context window"),))
         price = self.price(ms.get("price"), name)
         caps = self.name_words(ms.get("capabilities"), CAPABILITIES, "capability")
-        return h.Model(name, provider, decl.model_id.value, context, max_output, price, frozenset(caps), decl.span)
+        return h.Model(name, provider, decl.model_id.value, context, max_output, price, frozenset(caps), decl.span,
+                       member_spans(ms))
 
     def name_words(self, m: ast.Member | None, choices, what: str) -> tuple[str, ...]:
         if m is None:
@@ -413,7 +457,7 @@ class MemberReader:
             self.constant(ms.get("cost"), t.MONEY, name),
             retries or 0,
             bool(self.constant(ms.get("idempotent"), t.BOOL, name)),
-            approval, clearance, binding, decl.span,
+            approval, clearance, binding, decl.span, member_spans(ms),
         )
 
     def binding(self, m: ast.Member | None, params: tuple[h.Param, ...]) -> h.Binding | None:
@@ -499,7 +543,7 @@ class MemberReader:
         if temperature is not None and not 0 <= temperature <= 2:
             self.sink.error("V1026", "`temperature` is between 0 and 2", ms["temperature"].value.span)
         return h.Agent(name, params, returns, return_labels, model, fallback, tools, caps, gates, compaction,
-                       prompt, system, temperature, decl.span)
+                       prompt, system, temperature, decl.span, member_spans(ms))
 
     def _gate_fits(self, gate: str, returns: t.Type, span: Span, agent: str) -> None:
         decl = self.lo.decl_of.get(gate)

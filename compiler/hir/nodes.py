@@ -138,7 +138,7 @@ class ForEach:
     result: "TExpr | None"  # the body's last expression, one list element per iteration
     type: Type
     span: Span = span_field()
-    bound_span: Span = span_field()
+    bound_span: Span = span_field()  # the `max` value; an empty span where it would go if absent
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,6 +228,7 @@ class Provider:
     clearance: frozenset[str]
     flags: tuple[tuple[str, object], ...] = ()
     span: Span = span_field()
+    spans: dict[str, Span] = field(default_factory=dict, compare=False)  # see member_spans
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,6 +251,7 @@ class Model:
     price: Price | None
     capabilities: frozenset[str]
     span: Span = span_field()
+    spans: dict[str, Span] = field(default_factory=dict, compare=False)  # see member_spans
 
 
 @dataclass(frozen=True, slots=True)
@@ -275,6 +277,7 @@ class Tool:
     clearance: frozenset[str]
     binding: Binding | None
     span: Span = span_field()
+    spans: dict[str, Span] = field(default_factory=dict, compare=False)  # see member_spans
 
 
 @dataclass(frozen=True, slots=True)
@@ -337,6 +340,7 @@ class Agent:
     system: Template | None
     temperature: float | None
     span: Span = span_field()
+    spans: dict[str, Span] = field(default_factory=dict, compare=False)  # see member_spans
 
     @property
     def chain(self) -> tuple[str, ...]:
@@ -352,6 +356,7 @@ class Flow:
     caps: Caps
     body: tuple[TStmt, ...]
     span: Span = span_field()
+    spans: dict[str, Span] = field(default_factory=dict, compare=False)  # see member_spans
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,662 @@
+"""Budgets (V2): the worst case of every agent and flow, and whether it fits the caps.
+
+An agent's **bound** is what a caller must be able to afford for one call of it. In each dimension
+(cost, tokens, wall time, model calls, tool calls) it is the agent's declared cap where there is one
+(the runtime reserves the cap when the call starts, and never lets the agent exceed it), and
+otherwise what its other caps and its models' prices imply:
+
+* model calls: the `steps` cap (every model call counts, including gate retries and samples);
+* tokens: `steps` × the largest context window in the chain;
+* cost: the tokens at the chain's (and its judges') dearest prices, with at most `max_output`
+  output tokens per call, plus `tool_calls` × the dearest tool (a tool's `cost` per attempt, and
+  each of its `retries` is another attempt).
+
+A flow's derived bound is its body's worst path: sequential calls add, `par` branches add (wall
+time takes the longest branch), `if` takes the larger branch, `for ... max N` multiplies, and
+recursion is unrolled `depth` times. A flow's bound is its cap where it declares one, else that.
+
+>>> from vox.compiler.api import check_source
+>>> r = check_source("x.vox", '''
+... model m = p/"m" { context: 8_000, max_output: 500, price: { input: $1, output: $2 } }
+... provider p = openai { key: env("K") }
+... agent a(q: str) -> str { model: m, budget: { steps: 2, tokens: 4_000 }, prompt: "{q}" }
+... flow f(q: str) -> str {
+...   budget: { cost: $1 }
+...   return a(q: q)
+... }
+... ''')
+>>> r.diagnostics
+()
+>>> b = r.analysis.budgets.bounds
+>>> b["a"].bound.cost_micros, b["a"].bound.tokens, b["f"].derived.cost_micros
+(5000, 4000, 5000)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from vox.compiler.analysis.results import Bound, BoundItem, BudgetReport, CallableBound, GateReport
+from vox.compiler.diagnostics.model import DiagnosticSink, Fix, Label, TextEdit, replace_fix
+from vox.compiler.hir import nodes as h
+from vox.compiler.source import Span
+from vox.compiler.units import cost_of_tokens, format_duration, format_money, format_tokens
+
+# Dimension of a bound → the cap that limits it, and how to write a value of it.
+CAP_OF = {"cost_micros": "cost", "tokens": "tokens", "wall_ms": "wall", "model_calls": "steps",
+          "tool_calls": "tool_calls"}
+_SHOW = {"cost_micros": format_money, "tokens": format_tokens, "wall_ms": format_duration,
+         "model_calls": format_tokens, "tool_calls": format_tokens}
+_WORD = {"cost_micros": "cost", "tokens": "tokens", "wall_ms": "wall time", "model_calls": "model calls",
+         "tool_calls": "tool calls"}
+
+BYTES_PER_TOKEN = 4  # static prompt estimate; the runtime counts with the model's tokenizer
+MAX_UNROLL = 10_000  # recursion deeper than this is not unrolled
+
+
+def estimate_tokens(text: str) -> int:
+    """Tokens of the literal text of a prompt, at 4 bytes per token (rounded up).
+
+    >>> estimate_tokens("Classify this ticket."), estimate_tokens("")
+    (6, 0)
+    """
+    return -(-len(text.encode("utf-8")) // BYTES_PER_TOKEN)
+
+
+def template_tokens(template: h.Template | None) -> int:
+    """The estimate for a template's literal parts; placeholders count nothing (a lower bound)."""
+    if template is None:
+        return 0
+    return estimate_tokens("".join(p for p in template.parts if isinstance(p, str)))
+
+
+# ---- bound arithmetic -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Acc:
+    """A bound under construction. ``None`` is unbounded; wall time keeps the part that is known
+    (``wall``) apart from whether some part is open (a callee without a wall limit), because only
+    the known part can be checked against a caller's `wall` cap."""
+
+    cost: int | None = 0
+    tokens: int | None = 0
+    wall: int = 0
+    wall_open: bool = False
+    calls: int | None = 0
+    tool_calls: int | None = 0
+
+    def __add__(self, o: "_Acc") -> "_Acc":
+        return _Acc(_add(self.cost, o.cost), _add(self.tokens, o.tokens), self.wall + o.wall,
+                    self.wall_open or o.wall_open, _add(self.calls, o.calls), _add(self.tool_calls, o.tool_calls))
+
+    def times(self, n: int) -> "_Acc":
+        return _Acc(_mul(self.cost, n), _mul(self.tokens, n), self.wall * n, self.wall_open and n > 0,
+                    _mul(self.calls, n), _mul(self.tool_calls, n))
+
+    def join(self, o: "_Acc") -> "_Acc":
+        """The larger of two alternatives, per dimension."""
+        return _Acc(_max(self.cost, o.cost), _max(self.tokens, o.tokens), max(self.wall, o.wall),
+                    self.wall_open or o.wall_open, _max(self.calls, o.calls), _max(self.tool_calls, o.tool_calls))
+
+    def beside(self, o: "_Acc") -> "_Acc":
+        """Two branches of a `par`: spend adds, wall time is the longer one."""
+        return replace(self + o, wall=max(self.wall, o.wall))
+
+    def value(self, dim: str) -> int | None:
+        return {"cost_micros": self.cost, "tokens": self.tokens, "wall_ms": self.wall,
+                "model_calls": self.calls, "tool_calls": self.tool_calls}[dim]
+
+    def is_zero(self) -> bool:
+        return not (self.cost or self.tokens or self.wall or self.wall_open or self.calls or self.tool_calls) \
+            and None not in (self.cost, self.tokens, self.calls, self.tool_calls)
+
+    def bound(self) -> Bound:
+        return Bound(self.cost, self.tokens, None if self.wall_open else self.wall, self.calls, self.tool_calls)
+
+    @staticmethod
+    def of(b: Bound) -> "_Acc":
+        return _Acc(b.cost_micros, b.tokens, b.wall_ms or 0, b.wall_ms is None, b.model_calls, b.tool_calls)
+
+
+def _add(a: int | None, b: int | None) -> int | None:
+    return None if a is None or b is None else a + b
+
+
+def _mul(a: int | None, n: int) -> int | None:
+    return 0 if n == 0 else (None if a is None else a * n)
+
+
+def _max(a: int | None, b: int | None) -> int | None:
+    return None if a is None or b is None else max(a, b)
+
+
+def _caps_dims(caps: h.Caps) -> dict[str, int]:
+    values = {"cost_micros": caps.cost, "tokens": caps.tokens, "wall_ms": caps.wall,
+              "model_calls": caps.steps, "tool_calls": caps.tool_calls}
+    return {d: v for d, v in values.items() if v is not None}
+
+
+# ---- the analysis -----------------------------------------------------------------------------------
+
+
+def analyse_budgets(program: h.Program, gates: GateReport, sink: DiagnosticSink) -> BudgetReport:
+    """Bounds of every agent and flow, with V2 diagnostics for those that cannot fit."""
+    analysis = _Budgets(program, gates, sink)
+    for agent in program.agents.values():
+        analysis.agent(agent)
+    for group in _flow_groups(program):
+        analysis.flow_group(group)
+    return BudgetReport(dict(analysis.bounds))
+
+
+class _Budgets:
+    def __init__(self, program: h.Program, gates: GateReport, sink: DiagnosticSink):
+        self.program = program
+        self.gates = gates
+        self.sink = sink
+        self.bounds: dict[str, CallableBound] = {}
+        self.unpriced: dict[str, str] = {}  # agent → a model of its chain without a price
+
+    # ---- agents --------------------------------------------------------------------------------
+
+    def agent(self, a: h.Agent) -> None:
+        chain = [self.program.models[m] for m in a.chain if m in self.program.models]
+        judges = [self.program.models[m] for m in self.gates.judges.get(a.name, ()) if m in self.program.models]
+        tools = [self.program.tools[t] for t in a.tools if t in self.program.tools]
+        caps = a.caps
+        served = chain + judges
+        calls = caps.steps
+        tool_calls = caps.tool_calls if caps.tool_calls is not None else (0 if not tools else None)
+        contexts = [m.context for m in served]
+        tokens = caps.tokens
+        if tokens is None and calls is not None and served and None not in contexts:
+            tokens = calls * max(contexts)
+        unpriced = [m for m in served if m.price is None]
+        if unpriced:
+            self.unpriced[a.name] = unpriced[0].name
+        model_cost = None if unpriced or not served else _model_cost(served, tokens, calls)
+        attempt = max(((t.cost_micros or 0) * (1 + t.retries) for t in tools), default=0)
+        tool_cost = 0 if attempt == 0 else (None if tool_calls is None else tool_calls * attempt)
+        derived = Bound(_add(model_cost, tool_cost), tokens, None, calls, tool_calls)
+        declared = _caps_dims(caps)
+        bound = Bound(**{d: declared.get(d, getattr(derived, d)) for d in Bound.DIMENSIONS})
+        on = ", ".join(m.name for m in chain) + "".join(f" (+ judge {j.name})" for j in judges)
+        items = [BoundItem(f"up to {format_tokens(calls)} model calls on {on or 'no model'}",
+                           a.model, "model", 1, Bound(model_cost, tokens, None, calls, 0), a.span)]
+        if tools:
+            items.append(BoundItem(f"up to {format_tokens(tool_calls)} tool calls", None, "tool", 1,
+                                   Bound(tool_cost, 0, None, 0, tool_calls), a.span))
+        self.bounds[a.name] = CallableBound(a.name, "agent", bound, derived, frozenset(declared), tuple(items))
+        self._check_agent(a, chain, judges)
+
+    def _check_agent(self, a: h.Agent, chain: list[h.Model], judges: list[h.Model]) -> None:
+        caps = a.caps
+        prompt = template_tokens(a.prompt) + template_tokens(a.system)
+        for i, m in enumerate(chain):
+            where = a.spans.get("model") if i == 0 else a.spans.get(f"fallback.{m.name}")
+            if m.context is not None and prompt + (m.max_output or 0) > m.context:
+                self.sink.error(
+                    "V2006", f"one call of `{a.name}` needs about {format_tokens(prompt + (m.max_output or 0))} tokens, "
+                    f"more than the {format_tokens(m.context)}-token context of `{m.name}`", where or a.span,
+                    labels=(Label(m.spans.get("context", m.span), f"`{m.name}`'s context window"),),
+                    notes=(f"the prompt's text is about {format_tokens(prompt)} tokens, and every call reserves "
+                           f"`max_output` ({format_tokens(m.max_output or 0)}) for the reply",),
+                    help="shorten the prompt, lower the model's `max_output`, or use a model with a larger context")
+        if caps.cost is not None and a.name in self.unpriced:
+            name = self.unpriced[a.name]
+            where = a.spans.get("model") if name == a.model else a.spans.get(f"fallback.{name}")
+            model = self.program.models[name]
+            self.sink.error(
+                "V2004", f"agent `{a.name}` has a cost cap, but model `{name}` has no price", where or a.spans.get("gates", a.span),
+                labels=(Label(self._name_span(name), f"`{name}` declares no `price`"),
+                        Label(a.spans.get("budget.cost", a.span), "the cost cap")),
+                help=f"give `{name}` a `price: {{ input: $X, output: $Y }}` (per million tokens), or `price: free`",
+            )
+        if not chain:
+            return
+        primary = chain[0]
+        samples = 1 + self.gates.extra_samples.get(a.name, 0)
+        per_call = prompt + (primary.max_output or 0)
+        judge_tokens = sum((primary.max_output or 0) + (j.max_output or 0) for j in judges)
+        need_tokens = samples * per_call + judge_tokens
+        if caps.steps is not None and caps.steps < samples:
+            what = "one model call" if samples == 1 else f"{samples} model calls (its gates draw extra samples)"
+            self.sink.error(
+                "V2003", f"agent `{a.name}` cannot make a single call: one output needs {what}, "
+                f"but `steps` is {caps.steps}", a.spans.get("budget.steps", a.span),
+                help=f"raise `steps` to at least {samples}",
+                fix=_replace_cap(a.spans, "steps", format_tokens(samples)))
+        if caps.tokens is not None and need_tokens > caps.tokens:
+            self.sink.error(
+                "V2003", f"agent `{a.name}` cannot afford a single call: it needs about {format_tokens(need_tokens)} "
+                f"tokens, but its cap is {format_tokens(caps.tokens)}", a.spans.get("budget.tokens", a.span),
+                labels=(Label(primary.spans.get("max_output", primary.span),
+                              f"every call of `{primary.name}` reserves {format_tokens(primary.max_output or 0)} "
+                              "tokens for its reply"),),
+                notes=(_call_need(prompt, primary, samples, judge_tokens),),
+                help=f"raise the `tokens` cap to at least {format_tokens(need_tokens)}, or lower `max_output`",
+                fix=_replace_cap(a.spans, "tokens", format_tokens(need_tokens)))
+        if caps.cost is not None and primary.price is not None and a.name not in self.unpriced:
+            one = cost_of_tokens(prompt, primary.price.input) + cost_of_tokens(primary.max_output or 0, primary.price.output)
+            judge_cost = sum(cost_of_tokens(primary.max_output or 0, j.price.input)
+                             + cost_of_tokens(j.max_output or 0, j.price.output) for j in judges if j.price)
+            need = samples * one + judge_cost
+            if need > caps.cost:
+                self.sink.error(
+                    "V2003", f"agent `{a.name}` cannot afford a single call: one call of `{primary.name}` may cost "
+                    f"{format_money(need)}, but its cap is {format_money(caps.cost)}", a.spans.get("budget.cost", a.span),
+                    labels=(Label(primary.spans.get("price", primary.span), f"`{primary.name}`'s price"),),
+                    notes=(_call_need(prompt, primary, samples, judge_tokens),),
+                    help=f"raise the `cost` cap to at least {format_money(need)}, or use a cheaper model",
+                    fix=_replace_cap(a.spans, "cost", format_money(need)))
+
+    def _name_span(self, name: str) -> Span:
+        symbol = self.program.symbols.get(name)
+        return symbol.span if symbol is not None else self.program.models[name].span
+
+    # ---- flows -----------------------------------------------------------------------------------
+
+    def flow_group(self, group: list[str]) -> None:
+        """One flow, or the flows of one recursion cycle (unrolled `depth` times)."""
+        flows = [self.program.flows[n] for n in group]
+        recursive = len(flows) > 1 or _calls_flow(flows[0].body, flows[0].name)
+        if not recursive:
+            self._finish(flows[0], _Walk(self, flows[0], {}, report=True).run())
+            return
+        members = set(group)
+        missing = [f for f in flows if f.caps.depth is None]
+        for f in missing:
+            site = _first_call(f.body, members)
+            self.sink.error(
+                "V2008", f"flow `{f.name}` is recursive, but declares no `depth`", site.span if site else f.span,
+                notes=("recursion " + " → ".join(group + [group[0]]),) if len(group) > 1 else (),
+                help=f"add `depth: N` to `{f.name}`'s budget: its bound is its body's repeated N times",
+            )
+        if missing or max(f.caps.depth for f in flows) > MAX_UNROLL:
+            for f in flows:
+                self._finish(f, (_Acc(None, None, 0, True, None, None), ()), checked=False)
+            return
+        # level[n]: the bound of a call of n with k activations left; a call past the limit is refused.
+        level = {n: _Acc() for n in group}
+        for k in range(max(f.caps.depth for f in flows)):
+            for f in flows:
+                if f.caps.depth == k + 1:
+                    self._finish(f, _Walk(self, f, level, report=True).run())
+            level = {f.name: _Walk(self, f, level, report=False).run()[0] for f in flows}
+
+    def _finish(self, flow: h.Flow, walked: tuple[_Acc, tuple[BoundItem, ...]], checked: bool = True) -> None:
+        acc, items = walked
+        declared = _caps_dims(flow.caps)
+        derived = acc.bound()
+        bound = Bound(**{d: declared.get(d, getattr(derived, d)) for d in Bound.DIMENSIONS})
+        self.bounds[flow.name] = CallableBound(flow.name, "flow", bound, derived, frozenset(declared), items)
+        if checked:
+            self._check_flow(flow, acc, items, declared)
+
+    def _check_flow(self, flow: h.Flow, acc: _Acc, items: tuple[BoundItem, ...], declared: dict[str, int]) -> None:
+        for dim, cap in declared.items():
+            total = acc.value(dim)
+            if total is None:
+                self._unbounded(flow, dim, items)
+                continue
+            if total <= cap:
+                continue
+            show = _SHOW[dim]
+            alone = [i for i in items if (getattr(i.bound, dim) or 0) > cap and i.multiplier == 1]
+            cap_span = flow.spans.get(f"budget.{CAP_OF[dim]}", flow.span)
+            if alone:
+                item = alone[0]
+                callee = self.bounds.get(item.callee) if item.callee else None
+                decl = self.program.agents.get(item.callee) or self.program.flows.get(item.callee)
+                from_cap = callee is not None and dim in callee.from_caps and decl is not None
+                labels = [Label(cap_span, f"`{flow.name}` allows {show(cap)}")]
+                if from_cap:
+                    labels.append(Label(decl.spans.get(f"budget.{CAP_OF[dim]}", decl.span), f"`{item.callee}`'s cap"))
+                self.sink.error(
+                    "V2005", f"`{item.callee}` alone may use {show(getattr(item.bound, dim))} of {_WORD[dim]}, "
+                    f"more than flow `{flow.name}`'s cap of {show(cap)}", item.span, labels=tuple(labels),
+                    notes=(f"a call of `{item.callee}` reserves its `{CAP_OF[dim]}` cap when it starts" if from_cap
+                           else f"this is `{item.callee}`'s worst case",),
+                    help=f"lower `{item.callee}`'s `{CAP_OF[dim]}` to at most {show(cap)}, or raise `{flow.name}`'s "
+                         f"to {show(total)}",
+                )
+                continue
+            self.sink.error(
+                "V2001", f"the calls in flow `{flow.name}` may use {show(total)} of {_WORD[dim]}, "
+                f"more than its cap of {show(cap)}", cap_span,
+                labels=tuple(Label(i.span, f"{show(getattr(i.bound, dim))}" + (f" ({i.multiplier} times)" if i.multiplier > 1 else ""))
+                             for i in items if getattr(i.bound, dim)),
+                notes=_breakdown(items, dim, total, cap),
+                help=_fit_help(flow, items, dim, total, cap, self.bounds),
+                fix=_replace_cap(flow.spans, CAP_OF[dim], show(total), f"raise `{flow.name}`'s `{CAP_OF[dim]}` to {show(total)}"),
+            )
+
+    def _unbounded(self, flow: h.Flow, dim: str, items: tuple[BoundItem, ...]) -> None:
+        """Say which call site makes ``dim`` unbounded (once per dimension)."""
+        item = next((i for i in items if getattr(i.bound, dim) is None), None)
+        if item is None or item.multiplier == 0:
+            return  # a loop without `max`: reported where it is (V2002)
+        if item.kind == "agent" and dim == "cost_micros" and item.callee in self.unpriced:
+            model = self.unpriced[item.callee]
+            self.sink.error(
+                "V2004", f"flow `{flow.name}` has a cost cap, but `{item.callee}` may run on model `{model}`, "
+                "which has no price", item.span,
+                labels=(Label(self._name_span(model), f"`{model}` declares no `price`"),
+                        Label(flow.spans.get("budget.cost", flow.span), "the cost cap")),
+                help=f"give `{model}` a `price: {{ input: $X, output: $Y }}` (per million tokens), or `price: free`",
+            )
+            return
+        self.sink.error(
+            "V2007", f"`{item.callee}` has no bound on {_WORD[dim]}, so flow `{flow.name}`'s "
+            f"`{CAP_OF[dim]}` cap cannot be checked", item.span,
+            labels=(Label(flow.spans.get(f"budget.{CAP_OF[dim]}", flow.span), "the cap"),),
+            notes=(_why_unbounded(self.program, item, dim),),
+            help=f"give `{item.callee}` a budget with `{CAP_OF[dim]}`" + (
+                " (or `steps` and `tokens`, from which its cost follows)" if dim == "cost_micros" else ""),
+        )
+
+
+# ---- walking a flow's body ---------------------------------------------------------------------------
+
+
+class _Walk:
+    """The worst path through one flow body; in-cycle flow calls take the bounds in ``level``."""
+
+    def __init__(self, budgets: _Budgets, flow: h.Flow, level: dict[str, _Acc], report: bool):
+        self.b = budgets
+        self.flow = flow
+        self.level = level
+        self.report = report
+        self.items: list[BoundItem] = []
+
+    def run(self) -> tuple[_Acc, tuple[BoundItem, ...]]:
+        fall, exited = self.block(self.flow.body, 1)
+        return _join_opt(fall, exited) or _Acc(), tuple(self.items)
+
+    def block(self, stmts, mult: int) -> tuple[_Acc | None, _Acc | None]:
+        """(worst path that falls through the block or None if none does, worst path that returned)."""
+        fall: _Acc | None = _Acc()
+        exited: _Acc | None = None
+        for s in stmts:
+            if fall is None:
+                break  # unreachable code adds nothing
+            f, x = self.stmt(s, mult)
+            if x is not None:
+                exited = _join_opt(exited, fall + x)
+            fall = None if f is None else fall + f
+        return fall, exited
+
+    def stmt(self, s, mult: int) -> tuple[_Acc | None, _Acc | None]:
+        if isinstance(s, h.LetStmt):
+            return self.expr(s.value, mult), None
+        if isinstance(s, h.ExprStatement):
+            return self.expr(s.expr, mult), None
+        if isinstance(s, h.ReturnStmt):
+            return None, self.expr(s.value, mult) if s.value is not None else _Acc()
+        if isinstance(s, h.IfStmt):
+            cond = self.expr(s.cond, mult)
+            f1, x1 = self.block(s.then, mult)
+            f2, x2 = self.block(s.orelse, mult)
+            fall = _join_opt(f1, f2)
+            exited = _join_opt(x1, x2)
+            return (None if fall is None else cond + fall), (None if exited is None else cond + exited)
+        if isinstance(s, h.ParStmt):
+            total = _Acc()
+            for branch in s.branches:
+                total = total.beside(self.stmt(branch, mult)[0] or _Acc())
+            return total, None
+        return _Acc(), None
+
+    def expr(self, e, mult: int) -> _Acc:
+        if isinstance(e, h.CallExpr):
+            inner = _Acc()
+            for _, arg in e.args:
+                inner = inner + self.expr(arg, mult)
+            return inner + self.call(e, mult)
+        if isinstance(e, h.ForEach):
+            return self.expr(e.iterable, mult) + self.loop(e, mult)
+        total = _Acc()
+        for child in _children(e):
+            total = total + self.expr(child, mult)
+        return total
+
+    def loop(self, e: h.ForEach, mult: int) -> _Acc:
+        n = e.bound
+        if n is None and isinstance(e.iterable, h.ListValue):
+            n = len(e.iterable.items)
+        if n is None:
+            probe = _Walk(self.b, self.flow, self.level, report=False)
+            body = probe.block(e.body, 1)[0] or _Acc()
+            if e.result is not None:
+                body = body + probe.expr(e.result, 1)
+            if body.is_zero():
+                return _Acc()
+            if self.report and e.bound_span.start == e.bound_span.end:  # no `max` written at all
+                first = probe.items[0] if probe.items else None
+                self.b.sink.error(
+                    "V2002", "this loop runs over a list of unknown length with no `max`, so its spend has no bound",
+                    e.span, labels=((Label(first.span, f"each iteration calls `{first.callee}`"),) if first else ()),
+                    help="add a bound such as `max 10`: the loop then takes at most that many elements",
+                    fix=Fix("add `max 10`", (TextEdit(e.bound_span, " max 10"),)))
+            self.items.extend(replace(i, multiplier=0, bound=Bound(None, None, None, None, None)) for i in probe.items)
+            return _Acc(None, None, 0, True, None, None)
+        body_mult = mult * n
+        fall, _ = self.block(e.body, body_mult)
+        body = fall or _Acc()
+        if e.result is not None:
+            body = body + self.expr(e.result, body_mult)
+        return body.times(n)
+
+    def call(self, e: h.CallExpr, mult: int) -> _Acc:
+        if e.kind == "tool":
+            tool = self.b.program.tools.get(e.name)
+            if tool is None:
+                return _Acc()
+            attempts = 1 + tool.retries
+            one = _Acc((tool.cost_micros or 0) * attempts, 0, (tool.timeout_ms or 0) * attempts,
+                       tool.timeout_ms is None, 0, 1)
+        elif e.kind == "agent":
+            cb = self.b.bounds.get(e.name)
+            if cb is None:
+                return _Acc()
+            one = _Acc.of(cb.bound)
+        elif e.kind == "flow":
+            if e.name in self.level:
+                one = self.level[e.name]
+            elif e.name in self.b.bounds:
+                one = _Acc.of(self.b.bounds[e.name].bound)
+            else:
+                return _Acc()
+        else:
+            return _Acc()
+        self.items.append(BoundItem(f"{e.name}(...)", e.name, e.kind, mult, one.times(mult).bound(), e.span))
+        return one
+
+
+def _children(e) -> tuple:
+    if isinstance(e, (h.RecordValue,)):
+        return tuple(v for _, v in e.fields)
+    if isinstance(e, h.ListValue):
+        return e.items
+    if isinstance(e, h.GetField):
+        return (e.target,)
+    if isinstance(e, h.GetIndex):
+        return (e.target, e.index)
+    if isinstance(e, h.UnaryExpr):
+        return (e.operand,)
+    if isinstance(e, h.BinaryExpr):
+        return (e.left, e.right)
+    if isinstance(e, h.RateExpr):
+        return (e.amount,)
+    return ()
+
+
+def _join_opt(a: _Acc | None, b: _Acc | None) -> _Acc | None:
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return a.join(b)
+
+
+def _model_cost(models: list[h.Model], tokens: int | None, calls: int | None) -> int | None:
+    """The dearest way to spend ``tokens``: as many as possible as output at the dearest output
+    price (at most ``max_output`` per call), the rest at the dearest input price."""
+    if tokens is None:
+        return None
+    price_in = max(m.price.input for m in models)
+    price_out = max(m.price.output for m in models)
+    max_out = [m.max_output for m in models]
+    out = tokens
+    if calls is not None and None not in max_out:
+        out = min(tokens, calls * max(max_out))
+    if price_out < price_in:
+        out = 0
+    return cost_of_tokens(out, price_out) + cost_of_tokens(tokens - out, price_in)
+
+
+def _call_need(prompt: int, model: h.Model, samples: int, judge_tokens: int) -> str:
+    text = f"one call: about {format_tokens(prompt)} prompt tokens + {format_tokens(model.max_output or 0)} reserved for the reply"
+    if samples > 1:
+        text += f", × {samples} samples drawn by its gates"
+    if judge_tokens:
+        text += f", + {format_tokens(judge_tokens)} for judge calls"
+    return text
+
+
+def _replace_cap(spans: dict[str, Span], cap: str, value: str, message: str | None = None) -> Fix | None:
+    span = spans.get(f"budget.{cap}")
+    return replace_fix(message or f"set `{cap}` to {value}", span, value) if span else None
+
+
+def _breakdown(items: tuple[BoundItem, ...], dim: str, total: int, cap: int) -> tuple[str, ...]:
+    show = _SHOW[dim]
+    lines = []
+    for i in items:
+        value = getattr(i.bound, dim)
+        if value:
+            times = f" × {i.multiplier}" if i.multiplier > 1 else ""
+            lines.append(f"  {i.what}{times}: {show(value)}")
+    return ("worst case, per call site:", *lines, f"  total {show(total)} > cap {show(cap)}")
+
+
+def _fit_help(flow: h.Flow, items, dim: str, total: int, cap: int, bounds: dict[str, CallableBound]) -> str:
+    """Which single change makes the flow fit: lowering the cap of the callee that weighs most, or
+    raising the flow's own cap."""
+    show = _SHOW[dim]
+    weight: dict[str, tuple[int, int]] = {}  # callee → (its calls, their total)
+    for i in items:
+        if i.callee in bounds and dim in bounds[i.callee].from_caps and getattr(i.bound, dim):
+            n, v = weight.get(i.callee, (0, 0))
+            weight[i.callee] = (n + i.multiplier, v + getattr(i.bound, dim))
+    lower = ""
+    if weight:
+        callee, (n, v) = max(weight.items(), key=lambda kv: kv[1][1])
+        target = (cap - (total - v)) // n
+        if target > 0:
+            lower = f"lower `{callee}`'s `{CAP_OF[dim]}` to {show(target)}, or "
+    return f"{lower}raise `{flow.name}`'s `{CAP_OF[dim]}` to {show(total)}"
+
+
+def _why_unbounded(program: h.Program, item: BoundItem, dim: str) -> str:
+    if item.kind == "agent":
+        a = program.agents[item.callee]
+        if dim == "cost_micros":
+            return (f"`{a.name}` declares no `cost` cap, and its cost cannot be derived: that needs `tokens` "
+                    "(or `steps`), prices on every model, and `tool_calls` if its tools cost money")
+        return f"`{a.name}` declares no `{CAP_OF[dim]}` cap" + (" and no `steps`" if dim == "tokens" else "")
+    return f"`{item.callee}` declares no `{CAP_OF[dim]}` cap, and its body has no bound on {_WORD[dim]}"
+
+
+# ---- the call graph of flows -------------------------------------------------------------------------
+
+
+def _flow_calls(stmts) -> list[h.CallExpr]:
+    out: list[h.CallExpr] = []
+
+    def expr(e):
+        if isinstance(e, h.CallExpr):
+            if e.kind == "flow":
+                out.append(e)
+            for _, a in e.args:
+                expr(a)
+        elif isinstance(e, h.ForEach):
+            expr(e.iterable)
+            block(e.body)
+            if e.result is not None:
+                expr(e.result)
+        else:
+            for c in _children(e):
+                expr(c)
+
+    def block(ss):
+        for s in ss:
+            if isinstance(s, h.LetStmt):
+                expr(s.value)
+            elif isinstance(s, h.ExprStatement):
+                expr(s.expr)
+            elif isinstance(s, h.ReturnStmt) and s.value is not None:
+                expr(s.value)
+            elif isinstance(s, h.IfStmt):
+                expr(s.cond)
+                block(s.then)
+                block(s.orelse)
+            elif isinstance(s, h.ParStmt):
+                block(s.branches)
+
+    block(stmts)
+    return out
+
+
+def _calls_flow(stmts, name: str) -> bool:
+    return any(c.name == name for c in _flow_calls(stmts))
+
+
+def _first_call(stmts, names: set[str]) -> h.CallExpr | None:
+    return next((c for c in _flow_calls(stmts) if c.name in names), None)
+
+
+def _flow_groups(program: h.Program) -> list[list[str]]:
+    """Strongly connected components of the flow call graph, callees before callers (Tarjan)."""
+    edges = {n: [c.name for c in _flow_calls(f.body) if c.name in program.flows] for n, f in program.flows.items()}
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    groups: list[list[str]] = []
+    counter = 0
+    for root in program.flows:
+        if root in index:
+            continue
+        work = [(root, iter(edges[root]))]
+        index[root] = low[root] = counter
+        counter += 1
+        stack.append(root)
+        on_stack.add(root)
+        while work:
+            node, it = work[-1]
+            nxt = next(it, None)
+            if nxt is not None:
+                if nxt not in index:
+                    index[nxt] = low[nxt] = counter
+                    counter += 1
+                    stack.append(nxt)
+                    on_stack.add(nxt)
+                    work.append((nxt, iter(edges[nxt])))
+                elif nxt in on_stack:
+                    low[node] = min(low[node], index[nxt])
+                continue
+            work.pop()
+            if work:
+                low[work[-1][0]] = min(low[work[-1][0]], low[node])
+            if low[node] == index[node]:
+                group = []
+                while True:
+                    top = stack.pop()
+                    on_stack.discard(top)
+                    group.append(top)
+                    if top == node:
+                        break
+                groups.append(sorted(group, key=list(program.flows).index))
+    return groups
