@@ -206,7 +206,6 @@ class _Budgets:
         if caps.cost is not None and a.name in self.unpriced:
             name = self.unpriced[a.name]
             where = a.spans.get("model") if name == a.model else a.spans.get(f"fallback.{name}")
-            model = self.program.models[name]
             self.sink.error(
                 "V2004", f"agent `{a.name}` has a cost cap, but model `{name}` has no price", where or a.spans.get("gates", a.span),
                 labels=(Label(self._name_span(name), f"`{name}` declares no `price`"),
@@ -660,3 +659,26 @@ def _flow_groups(program: h.Program) -> list[list[str]]:
                         break
                 groups.append(sorted(group, key=list(program.flows).index))
     return groups
+
+
+# ---- for people: hover text and summaries ---------------------------------------------------------
+
+
+def describe_bound(cb: CallableBound) -> list[str]:
+    """Lines saying what one call of an agent or flow may use, and where that comes from.
+
+    The language server shows them on hover and `voxc plan` prints them.
+    """
+    parts = []
+    for dim in Bound.DIMENSIONS:
+        value = getattr(cb.bound, dim)
+        if value is None and dim == "wall_ms":
+            continue  # runs within its caller's deadline
+        source = " (cap)" if dim in cb.from_caps else ""
+        parts.append(f"{_WORD[dim]} {_SHOW[dim](value)}{source}")
+    lines = [f"{cb.kind} `{cb.name}`: at most " + ", ".join(parts)]
+    for item in cb.items:
+        times = f" × {item.multiplier}" if item.multiplier > 1 else ""
+        cost = format_money(item.bound.cost_micros)
+        lines.append(f"  {item.what}{times}: {cost}, {format_tokens(item.bound.tokens)} tokens")
+    return lines

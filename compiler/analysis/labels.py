@@ -1,6 +1,894 @@
-"""Sensitivity labels (V3). (being written)"""
-from vox.compiler.analysis.results import LabelReport
+"""Sensitivity labels (V3): where labelled data may go, proved before a run.
+
+A pure function of the HIR (:func:`analyse_labels`). Every value in a flow gets a
+:class:`Labelled` description: the labels it carries itself and the type whose declared field
+labels apply to its parts. The analysis walks each flow once on its own (parameters carry only
+their declared labels) and once per distinct assignment of argument labels from its callers
+(memoised; recursion iterates to a fixpoint); each agent is checked on its own and at every call
+site. Sinks (prompts to every model in an agent's chain, tool arguments and URLs, the tools an
+agent may call, judge models in gates) are compared with their clearance, and each problem is
+reported once per (place, sink) after all contexts have been seen. spec/labels.md is the
+normative description.
+"""
+
+from __future__ import annotations
+
+import bisect
+import re
+from dataclasses import dataclass, field
+from typing import Callable
+
+from vox.compiler.analysis.results import Declassification, LabelReport, SinkUse
+from vox.compiler.diagnostics.model import DiagnosticSink, Fix, Label, TextEdit
+from vox.compiler.hir import nodes as h
+from vox.compiler.hir import types as t
+from vox.compiler.source import Span
+
+PUBLIC = "public"
+_NO_LABELS: frozenset[str] = frozenset()
+_MAX_WHY = 12  # origins kept per value: enough for every label of a diagnostic, bounded for speed
+_MAX_FIXPOINT_ROUNDS = 64
+_URL_PLACEHOLDER = re.compile(r"\{\{|\}\}|\{([^{}]*)\}")
+
+# (label, where it comes from, what to say there)
+Why = tuple[tuple[str, Span, str], ...]
 
 
-def analyse_labels(program, sink) -> LabelReport:
-    return LabelReport()
+def analyse_labels(program: h.Program, sink: DiagnosticSink) -> LabelReport:
+    """Check every sink of ``program`` against its clearance; report V3xxx into ``sink``.
+
+    >>> from vox.compiler.api import check_source
+    >>> src = '''label pii
+    ... provider p = sim { clearance: [public] }
+    ... model m = p/"m" { context: 1000, max_output: 10, price: free }
+    ... agent a(x: str @pii) -> str {
+    ...   model: m
+    ...   prompt: "Say {x}"
+    ... }'''
+    >>> [d.code for d in check_source("a.vox", src).diagnostics]
+    ['V3001']
+    """
+    return _LabelAnalysis(program).run(sink)
+
+
+# ---- values -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Labelled:
+    """What a value carries: its own labels, and the type whose declared labels apply to its parts.
+
+    ``shape`` is None once the structure no longer speaks for the value (after `redact`,
+    `declassify`, or arithmetic, whose own labels already include everything).
+    """
+
+    own: frozenset[str] = _NO_LABELS
+    shape: t.Type | None = None
+    why: Why = field(default=(), compare=False)
+
+
+PUBLIC_VALUE = Labelled()
+
+
+def _clean(labels) -> frozenset[str]:
+    return frozenset(x for x in labels if x != PUBLIC) if labels else _NO_LABELS
+
+
+def _join_why(*whys: Why) -> Why:
+    out: list = []
+    seen = set()
+    for why in whys:
+        for entry in why:
+            key = (entry[0], entry[1])
+            if key not in seen:
+                seen.add(key)
+                out.append(entry)
+                if len(out) >= _MAX_WHY:
+                    return tuple(out)
+    return tuple(out)
+
+
+def _only(why: Why, labels: frozenset[str]) -> Why:
+    return tuple(w for w in why if w[0] in labels)
+
+
+# ---- problems (collected over all contexts, reported once) ----------------------------------------
+
+
+@dataclass
+class _Problem:
+    code: str
+    span: Span
+    sink: str
+    build: Callable[[frozenset[str], Why], dict]
+    labels: set = field(default_factory=set)
+    why: Why = ()
+
+
+@dataclass
+class _Sinks:
+    uses: dict = field(default_factory=dict)  # (owner, kind, sink, span) -> SinkUse
+
+    def add(self, owner: str, kind: str, sink: str, cleared: frozenset[str], labels: frozenset[str], span: Span):
+        key = (owner, kind, sink, span.start, span.end)
+        old = self.uses.get(key)
+        if old is not None:
+            labels = old.labels | labels
+        self.uses[key] = SinkUse(owner, kind, sink, cleared, labels, labels <= cleared, span)
+
+
+# ---- the analysis ---------------------------------------------------------------------------------
+
+
+class _LabelAnalysis:
+    def __init__(self, program: h.Program):
+        self.p = program
+        self.problems: dict[tuple, _Problem] = {}
+        self.sinks = _Sinks()
+        self.declassified: dict[tuple[int, int], list] = {}  # span -> [owner, labels, reason, span]
+        self.redactions: dict[tuple[int, int], tuple[str, Span]] = {}
+        self.values: dict[tuple[int, int], frozenset[str]] = {}
+        self._deep: dict[int, tuple[frozenset[str], Why]] = {}
+        self._keep: list = []  # types whose id() is a cache key stay alive
+        self.field_origins = _field_origins(program)
+        # flow contexts
+        self.done: dict[tuple, Labelled] = {}
+        self.approx: dict[tuple, Labelled] = {}
+        self.stack: list[tuple] = []
+        self.heads: set[tuple] = set()
+        self.tainted: set[tuple] = set()
+        # agents on their own: labels each template read, context and output carry
+        self.standalone_reads: dict[str, dict[int, frozenset[str]]] = {}
+        self.standalone_context: dict[str, frozenset[str]] = {}
+
+    def run(self, sink: DiagnosticSink) -> LabelReport:
+        outputs: dict[str, frozenset[str]] = {}
+        for agent in self.p.agents.values():
+            out = self.agent_use(agent, None, None)
+            outputs[agent.name] = self.whole(out)[0]
+        for flow in self.p.flows.values():
+            params = tuple(Labelled(_clean(p.labels), p.type, self.param_why(p)) for p in flow.params)
+            out = self.flow_result(flow, params)
+            outputs[flow.name] = self.whole(out)[0]
+        self.emit(sink)
+        declassifications = tuple(
+            Declassification(owner, frozenset(labels), reason, span)
+            for owner, labels, reason, span in sorted(self.declassified.values(), key=lambda d: d[3].start))
+        return LabelReport(
+            sinks=tuple(sorted(self.sinks.uses.values(), key=lambda s: (s.span.start, s.span.end, s.kind, s.sink))),
+            declassifications=declassifications,
+            redactions=tuple(self.redactions[k] for k in sorted(self.redactions)),
+            outputs=outputs,
+            values=dict(self.values),
+        )
+
+    # ---- labels of types and parts ------------------------------------------------------------------
+
+    def deep(self, ty: t.Type | None) -> tuple[frozenset[str], Why]:
+        """Every label declared anywhere inside ``ty`` (its fields, their fields, list elements)."""
+        if ty is None:
+            return _NO_LABELS, ()
+        key = id(ty)
+        hit = self._deep.get(key)
+        if hit is not None:
+            return hit
+        self._deep[key] = (_NO_LABELS, ())  # guards against a cycle; recursive types are errors anyway
+        self._keep.append(ty)
+        labels: frozenset[str] = _NO_LABELS
+        why: Why = ()
+        if isinstance(ty, t.OptionalType):
+            labels, why = self.deep(ty.inner)
+        elif isinstance(ty, t.ListType):
+            labels, why = self.deep(ty.elem)
+        elif isinstance(ty, t.RecordType):
+            parts = set()
+            whys = []
+            for f in ty.fields:
+                own = _clean(f.labels)
+                if own:
+                    parts |= own
+                    whys.append(self.field_why(ty, f.name, own))
+                inner, inner_why = self.deep(f.type)
+                parts |= inner
+                whys.append(inner_why)
+            labels, why = frozenset(parts), _join_why(*whys)
+        self._deep[key] = (labels, why)
+        return labels, why
+
+    def whole(self, v: Labelled) -> tuple[frozenset[str], Why]:
+        """The labels of a value used at once (passed along, or read whole by a prompt)."""
+        inner, inner_why = self.deep(v.shape)
+        if not inner:
+            return v.own, v.why
+        if not v.own:
+            return inner, inner_why
+        return v.own | inner, _join_why(v.why, inner_why)
+
+    def as_whole(self, v: Labelled) -> Labelled:
+        labels, why = self.whole(v)
+        return Labelled(labels, None, why)
+
+    def get_field(self, v: Labelled, name: str) -> Labelled:
+        shape = t.strip_optional(v.shape) if v.shape is not None else None
+        if not isinstance(shape, t.RecordType):
+            return Labelled(v.own, None, v.why)
+        info = shape.field(name)
+        if info is None:
+            return Labelled(v.own, None, v.why)
+        extra = _clean(info.labels)
+        if not extra:
+            return Labelled(v.own, info.type, v.why)
+        return Labelled(v.own | extra, info.type, _join_why(v.why, self.field_why(shape, name, extra)))
+
+    def field_why(self, record: t.RecordType, name: str, labels: frozenset[str]) -> Why:
+        origins = self.field_origins.get(record.name, {}).get(name, {})
+        fallback = self.p.symbols.get(record.name)
+        out = []
+        for label in sorted(labels):
+            span = origins.get(label) or (fallback.span if fallback is not None else None)
+            if span is not None:
+                out.append((label, span, f"`{record.name}.{name}` is labelled `{label}`"))
+        return tuple(out)
+
+    def param_why(self, p: h.Param) -> Why:
+        return tuple((label, p.span, f"`{p.name}` is declared `@{label}`") for label in sorted(_clean(p.labels)))
+
+    # ---- flows ----------------------------------------------------------------------------------------
+
+    def flow_result(self, flow: h.Flow, params: tuple[Labelled, ...]) -> Labelled:
+        """The result of ``flow`` when its parameters carry ``params``, memoised per assignment."""
+        key = (flow.name,) + tuple((p.own, p.shape is not None) for p in params)
+        if key in self.done:
+            return self.done[key]
+        bottom = Labelled(_NO_LABELS, flow.returns)
+        if key in self.stack:
+            i = self.stack.index(key)
+            self.heads.add(key)
+            self.tainted.update(self.stack[i + 1:])
+            return self.approx.get(key, bottom)
+        self.stack.append(key)
+        result = bottom
+        for _ in range(_MAX_FIXPOINT_ROUNDS):
+            result = _FlowRun(self, flow, params).run()
+            previous = self.approx.get(key)
+            self.approx[key] = result
+            if key not in self.heads or previous == result:
+                break
+        self.stack.pop()
+        if key in self.tainted:
+            self.tainted.discard(key)  # depended on an unfinished approximation: recompute next time
+        else:
+            self.done[key] = result
+        self.heads.discard(key)
+        return result
+
+    # ---- agents ---------------------------------------------------------------------------------------
+
+    def agent_use(self, agent: h.Agent, args: dict[str, tuple[Labelled, Span]] | None,
+                  site: Span | None) -> Labelled:
+        """Check ``agent``'s sinks for one use and return its output.
+
+        ``args`` is None for the agent on its own (parameters carry their declared labels).
+        """
+        standalone = args is None
+        params: dict[str, Labelled] = {}
+        arg_spans: dict[str, Span] = {}
+        for p in agent.params:
+            declared = _clean(p.labels)
+            base = Labelled(declared, p.type, self.param_why(p))
+            if not standalone and p.name in args:
+                value, span = args[p.name]
+                arg_spans[p.name] = span
+                base = Labelled(value.own | declared, p.type if value.shape is not None else None,
+                                _join_why(value.why, base.why))
+            params[p.name] = base
+
+        # What the templates read: (index, path, labels, why)
+        reads = []
+        index = 0
+        for which, template in (("prompt", agent.prompt), ("system", agent.system)):
+            if template is None:
+                continue
+            spans = self.template_spans(template)
+            k = 0
+            for part in template.parts:
+                if not isinstance(part, tuple):
+                    continue
+                value = params.get(part[0])
+                if value is not None:
+                    for name in part[1:]:
+                        value = self.get_field(value, name)
+                    labels, why = self.whole(value)
+                    reads.append((index, part, labels, why, which, spans[k] if k < len(spans) else None))
+                index += 1
+                k += 1
+        if agent.prompt is None and agent.system is None:  # broken prompt: assume it reads everything
+            for p in agent.params:
+                labels, why = self.whole(params[p.name])
+                reads.append((index, (p.name,), labels, why, "prompt", None))
+                index += 1
+        if standalone:
+            self.standalone_reads[agent.name] = {r[0]: r[2] for r in reads}
+        seen_alone = self.standalone_reads.get(agent.name, {})
+
+        prompt_labels = frozenset().union(*(r[2] for r in reads)) if reads else _NO_LABELS
+        prompt_why = _join_why(*(r[3] for r in reads))
+        site_span = site if site is not None else agent.spans.get("prompt", agent.span)
+
+        # (1) the prompt goes to every model in the chain
+        for role_index, model_name in enumerate(agent.chain):
+            clearance, provider = self.model_clearance(model_name)
+            if clearance is None:
+                continue
+            self.sinks.add(agent.name, "model", model_name, clearance, prompt_labels, site_span)
+            if prompt_labels <= clearance:
+                continue
+            fallback = role_index > 0 or model_name != agent.model
+            for r in reads:
+                idx, path, labels, why, which, placeholder = r
+                missing = labels - clearance
+                if not standalone:
+                    missing -= seen_alone.get(idx, _NO_LABELS)
+                if not missing:
+                    continue
+                if standalone:
+                    span = agent.spans.get(f"fallback.{model_name}") if fallback else None
+                    span = span or placeholder or agent.spans.get(which, agent.span)
+                else:
+                    span = arg_spans.get(path[0], site_span)
+                self.problem("V3001", span, model_name, missing, why,
+                             self.prompt_problem(agent, model_name, provider, clearance, fallback, path, which,
+                                                 span, standalone and not fallback, placeholder, arg_spans,
+                                                 not standalone and path[0] in arg_spans))
+
+        # tools: the model has seen their results
+        tool_labels = set()
+        tool_whys = []
+        for name in agent.tools:
+            tool = self.p.tools.get(name)
+            if tool is None:
+                continue
+            result = self.tool_result(tool)
+            labels, why = self.whole(result)
+            if labels:
+                tool_labels |= labels
+                where = agent.spans.get(f"tools.{name}", agent.span)
+                tool_whys.append(tuple((x, where, f"`{agent.name}` sees the results of `{name}`, "
+                                        f"labelled `{x}`") for x in sorted(labels)))
+                tool_whys.append(why)
+        context = prompt_labels | tool_labels
+        context_why = _join_why(prompt_why, *tool_whys)
+        if standalone:
+            self.standalone_context[agent.name] = context
+
+        # (3) the arguments the model writes for its tools carry everything it has seen
+        for name in agent.tools:
+            tool = self.p.tools.get(name)
+            if tool is None:
+                continue
+            clearance = self.tool_clearance(tool)
+            self.sinks.add(agent.name, "tool_choice", name, clearance, context,
+                           site_span if not standalone else agent.spans.get(f"tools.{name}", agent.span))
+            missing = context - clearance
+            if not missing:
+                continue
+            if standalone:
+                span = agent.spans.get(f"tools.{name}", agent.span)
+                shown = tuple((r[1], r[5]) for r in reads if r[2] & missing and r[5] is not None)
+                self.problem("V3003", span, name, missing, context_why,
+                             self.tool_choice_problem(agent, tool, clearance, span, None, shown))
+                continue
+            missing -= self.standalone_context.get(agent.name, _NO_LABELS)
+            for r in reads:
+                extra = (r[2] & missing) - seen_alone.get(r[0], _NO_LABELS)
+                if not extra or r[1][0] not in arg_spans:
+                    continue
+                span = arg_spans[r[1][0]]
+                self.problem("V3003", span, name, extra, r[3],
+                             self.tool_choice_problem(agent, tool, clearance, span, r[1], ((r[1], r[5]),)))
+
+        # the output: what the model has seen, and what its result type declares
+        returns = _clean(agent.return_labels)
+        out_why = context_why
+        if returns:
+            sym = self.p.symbols.get(agent.name)
+            where = sym.span if sym is not None else agent.span
+            out_why = _join_why(tuple((x, where, f"`{agent.name}`'s result is labelled `{x}`")
+                                      for x in sorted(returns)), out_why)
+        if site is not None and context:
+            hop = tuple((x, site, f"the output of `{agent.name}` carries `{x}`: its model has seen it")
+                        for x in sorted(context))
+            out_why = _join_why(hop, out_why)
+        output = Labelled(context | returns, agent.returns, out_why)
+
+        # (4) judges in the agent's gates read the output (and so what it was computed from)
+        out_labels, why = self.whole(output)
+        for gate_name in agent.gates:
+            gate = self.p.gates.get(gate_name)
+            if gate is None:
+                continue
+            for judge_model, judge_span in _judges(gate):
+                clearance, provider = self.model_clearance(judge_model)
+                if clearance is None:
+                    continue
+                self.sinks.add(gate.name, "judge", judge_model, clearance, out_labels, judge_span)
+                missing = out_labels - clearance
+                if missing:
+                    self.problem("V3004", judge_span, judge_model, missing, why,
+                                 self.judge_problem(agent, gate, judge_model, provider, clearance, judge_span))
+        return output
+
+    def tool_result(self, tool: h.Tool) -> Labelled:
+        labels = _clean(tool.return_labels)
+        why: Why = ()
+        if labels:
+            sym = self.p.symbols.get(tool.name)
+            where = sym.span if sym is not None else tool.span
+            why = tuple((x, where, f"`{tool.name}` returns data labelled `{x}`") for x in sorted(labels))
+        return Labelled(labels, tool.returns, why)
+
+    def model_clearance(self, name: str) -> tuple[frozenset[str] | None, str | None]:
+        model = self.p.models.get(name)
+        if model is None:
+            return None, None
+        provider = self.p.providers.get(model.provider)
+        if provider is None:
+            return None, None
+        return _clean(provider.clearance) | {PUBLIC}, provider.name
+
+    @staticmethod
+    def tool_clearance(tool: h.Tool) -> frozenset[str]:
+        return _clean(tool.clearance) | {PUBLIC}
+
+    def template_spans(self, template: h.Template) -> list[Span | None]:
+        return list(template.placeholder_spans)
+
+    # ---- recording ------------------------------------------------------------------------------------
+
+    def problem(self, code: str, span: Span, sink_name: str, labels: frozenset[str], why: Why, build) -> None:
+        key = (code, span.start, span.end, sink_name)
+        found = self.problems.get(key)
+        if found is None:
+            found = self.problems[key] = _Problem(code, span, sink_name, build)
+        found.labels |= labels
+        found.why = _join_why(found.why, _only(why, labels))
+
+    def emit(self, sink: DiagnosticSink) -> None:
+        for pr in sorted(self.problems.values(), key=lambda x: (x.span.start, x.span.end, x.code, x.sink)):
+            labels = frozenset(pr.labels)
+            parts = pr.build(labels, pr.why)
+            origins = []
+            seen = set()
+            for label, span, message in pr.why:
+                if label in labels and (span.start, span.end) not in seen and span != pr.span:
+                    seen.add((span.start, span.end))
+                    origins.append(Label(span, message))
+            sink.error(pr.code, parts["message"], pr.span,
+                       labels=(*parts.get("first", ()), *origins[:4], *parts.get("labels", ())),
+                       notes=parts.get("notes", ()), help=parts.get("help"), fix=parts.get("fix"))
+
+    # ---- messages -------------------------------------------------------------------------------------
+
+    def clearance_label(self, kind: str, name: str, clearance: frozenset[str], spans: dict) -> Label | None:
+        if "clearance" in spans:
+            return Label(spans["clearance"], f"`{name}` is cleared for {_show(clearance)}")
+        sym = self.p.symbols.get(name)
+        if sym is None:
+            return None
+        return Label(sym.span, f"{kind} `{name}` has no `clearance`: public data only")
+
+    def prompt_problem(self, agent, model_name, provider_name, clearance, fallback, path, which, span,
+                       at_placeholder, placeholder, arg_spans, at_argument):
+        provider = self.p.providers.get(provider_name)
+        role = "a fallback model" if fallback else "its primary model"
+        where = "system prompt" if which == "system" else "prompt"
+        shown = "{" + ".".join(path) + "}"
+
+        def build(labels, why):
+            message = (f"`{agent.name}`'s {where} may be sent to `{model_name}` ({role}), but provider "
+                       f"`{provider_name}` is not cleared for {_show(labels)}")
+            first = []
+            if at_argument:
+                first.append(Label(span, f"this carries {_show(labels)} into `{shown}`"))
+            elif at_placeholder:
+                first.append(Label(span, f"`{shown}` carries {_show(labels)}"))
+            else:
+                first.append(Label(span, f"the {where} may go to `{model_name}` when the models before it fail"
+                                   if fallback else f"`{model_name}` receives the {where}"))
+            more = []
+            if not at_placeholder and placeholder is not None and placeholder != span:
+                more.append(Label(placeholder, f"the {where} reads `{shown}` here"))
+            model_span = agent.spans.get(f"fallback.{model_name}") if fallback else agent.spans.get("model")
+            if model_span is not None and model_span != span:
+                more.append(Label(model_span, "a fallback: the prompt goes here when the models before it fail"
+                                  if fallback else f"`{agent.name}` runs on `{model_name}`"))
+            if provider is not None:
+                cl = self.clearance_label("provider", provider_name, clearance, provider.spans)
+                if cl is not None:
+                    more.append(cl)
+            names = _show(labels)
+            options = []
+            if at_argument:
+                options.append("wrap the argument in `redact(...)` (the runtime scrubs personal data)")
+            options.append(f"add {names} to the clearance of provider `{provider_name}` if your agreement with "
+                           f"it allows")
+            if fallback:
+                options.append(f"remove `{model_name}` from `fallback`")
+            if at_argument:
+                help_ = "; ".join(options) + "; or, if a person has decided it is not sensitive here, " \
+                    "`declassify(x, reason: \"...\")`"
+            else:
+                options.append(f"or let the prompt read a `redact(...)`ed copy: a parameter without {names}, "
+                               f"given `redact(...)` where `{agent.name}` is called")
+                help_ = "; ".join(options)
+            fix = _redact_fix(span) if at_argument else None
+            return {"message": message, "first": first, "labels": more, "help": help_, "fix": fix}
+
+        return build
+
+    def tool_choice_problem(self, agent: h.Agent, tool: h.Tool, clearance, span: Span, path, shown):
+        def build(labels, why):
+            message = (f"`{agent.name}` may call `{tool.name}` with arguments its model writes, and the model has "
+                       f"seen {_show(labels)}; `{tool.name}` is not cleared for it")
+            first = []
+            more = []
+            item = agent.spans.get(f"tools.{tool.name}")
+            if path is not None:
+                first.append(Label(span, f"this carries {_show(labels)} into `{{{'.'.join(path)}}}`"))
+                if item is not None:
+                    more.append(Label(item, f"`{agent.name}` may call `{tool.name}`"))
+            else:
+                first.append(Label(span, f"the model chooses the arguments of `{tool.name}`"))
+            for read_path, read_span in shown[:2]:
+                if read_span is not None and read_span != span:
+                    more.append(Label(read_span, f"the model sees `{{{'.'.join(read_path)}}}`"))
+            cl = self.clearance_label("tool", tool.name, clearance, tool.spans)
+            if cl is not None:
+                more.append(cl)
+            names = _show(labels)
+            options = []
+            if path is not None:
+                options.append("wrap the argument in `redact(...)`")
+            options += [f"add {names} to the clearance of tool `{tool.name}`",
+                        f"or remove `{tool.name}` from the `tools` of `{agent.name}`"]
+            return {"message": message, "first": first, "labels": more, "help": ", ".join(options),
+                    "fix": _redact_fix(span) if path is not None else None}
+
+        return build
+
+    def judge_problem(self, agent: h.Agent, gate: h.Gate, model_name: str, provider_name, clearance, span):
+        provider = self.p.providers.get(provider_name)
+
+        def build(labels, why):
+            message = (f"judge model `{model_name}` reads the output of `{agent.name}`, which carries "
+                       f"{_show(labels)}, but provider `{provider_name}` is not cleared for it")
+            first = [Label(span, f"`{model_name}` reads the output of `{agent.name}`")]
+            more = []
+            item = agent.spans.get(f"gates.{gate.name}")
+            if item is not None:
+                more.append(Label(item, f"`{agent.name}`'s output goes through `{gate.name}`"))
+            if provider is not None:
+                cl = self.clearance_label("provider", provider_name, clearance, provider.spans)
+                if cl is not None:
+                    more.append(cl)
+            cleared = sorted(m for m in self.p.models
+                             if m != model_name and (c := self.model_clearance(m)[0]) is not None and labels <= c)
+            names = _show(labels)
+            fix = None
+            if cleared:
+                help_ = (f"judge with a model whose provider is cleared for {names}, such as `{cleared[0]}`, or add "
+                         f"{names} to the clearance of provider `{provider_name}`")
+                fix = Fix(f"judge with `{cleared[0]}`", (TextEdit(span, cleared[0]),))
+            else:
+                help_ = (f"judge with a model whose provider is cleared for {names}, or add {names} to the "
+                         f"clearance of provider `{provider_name}`")
+            return {"message": message, "first": first, "labels": more, "help": help_, "fix": fix}
+
+        return build
+
+
+class _FlowRun:
+    """One walk of a flow's body with one assignment of parameter labels."""
+
+    def __init__(self, an: _LabelAnalysis, flow: h.Flow, params: tuple[Labelled, ...]):
+        self.an = an
+        self.flow = flow
+        self.params = {p.name: v for p, v in zip(flow.params, params)}
+        self.env: dict[tuple, Labelled] = {}
+        self.returned: Labelled | None = None
+
+    def run(self) -> Labelled:
+        self.block(self.flow.body)
+        if self.returned is None:
+            return Labelled(_NO_LABELS, self.flow.returns)
+        return self.returned
+
+    # ---- statements ---------------------------------------------------------------------------------
+
+    def block(self, stmts) -> None:
+        for s in stmts:
+            self.stmt(s)
+
+    def stmt(self, s) -> None:
+        if isinstance(s, h.LetStmt):
+            value = self.expr(s.value)
+            declared = _clean(s.symbol.labels)
+            if declared:
+                why = tuple((x, s.symbol.span, f"`{s.symbol.name}` is declared `@{x}`") for x in sorted(declared))
+                value = Labelled(value.own | declared, value.shape, _join_why(value.why, why))
+            self.env[_key(s.symbol)] = value
+        elif isinstance(s, h.IfStmt):
+            self.expr(s.cond)
+            self.block(s.then)
+            self.block(s.orelse)
+        elif isinstance(s, h.ParStmt):
+            self.block(s.branches)
+        elif isinstance(s, h.ReturnStmt):
+            if s.value is not None:
+                value = self.expr(s.value)
+                if self.returned is None:
+                    self.returned = value
+                else:
+                    old = self.returned
+                    shape = old.shape if old.shape is not None else value.shape
+                    self.returned = Labelled(old.own | value.own, shape, _join_why(old.why, value.why))
+        elif isinstance(s, h.ExprStatement):
+            self.expr(s.expr)
+
+    # ---- expressions --------------------------------------------------------------------------------
+
+    def expr(self, e) -> Labelled:
+        method = getattr(self, "_" + type(e).__name__, None)
+        value = method(e) if method is not None else PUBLIC_VALUE
+        span = getattr(e, "span", None)
+        if span is not None:
+            key = (span.start, span.end)
+            labels = self.an.whole(value)[0]
+            old = self.an.values.get(key)
+            self.an.values[key] = labels if old is None else old | labels
+        return value
+
+    def _Lit(self, e):
+        return PUBLIC_VALUE
+
+    _EnumValue = _Ref = _ErrorExpr = _Lit
+
+    def _Var(self, e: h.Var):
+        sym = e.symbol
+        if sym.kind == "param" and sym.name in self.params:
+            return self.params[sym.name]
+        found = self.env.get(_key(sym))
+        if found is not None:
+            return found
+        return Labelled(_clean(sym.labels), sym.type)
+
+    def _RecordValue(self, e: h.RecordValue):
+        return self._union([v for _, v in e.fields], e.type)
+
+    def _ListValue(self, e: h.ListValue):
+        return self._union(e.items, e.type)
+
+    def _union(self, exprs, shape) -> Labelled:
+        labels = set()
+        whys = []
+        for x in exprs:
+            own, why = self.an.whole(self.expr(x))
+            labels |= own
+            whys.append(why)
+        return Labelled(frozenset(labels), shape, _join_why(*whys))
+
+    def _GetField(self, e: h.GetField):
+        return self.an.get_field(self.expr(e.target), e.name)
+
+    def _GetIndex(self, e: h.GetIndex):
+        target = self.expr(e.target)
+        index, index_why = self.an.whole(self.expr(e.index))
+        shape = t.strip_optional(target.shape) if target.shape is not None else None
+        elem = shape.elem if isinstance(shape, t.ListType) else None
+        return Labelled(target.own | index, elem, _join_why(target.why, index_why))
+
+    def _UnaryExpr(self, e: h.UnaryExpr):
+        return self.an.as_whole(self.expr(e.operand))
+
+    def _BinaryExpr(self, e: h.BinaryExpr):
+        return self._union((e.left, e.right), None)
+
+    def _RateExpr(self, e: h.RateExpr):
+        return self.an.as_whole(self.expr(e.amount))
+
+    def _ForEach(self, e: h.ForEach):
+        iterable = self.expr(e.iterable)
+        shape = t.strip_optional(iterable.shape) if iterable.shape is not None else None
+        elem = shape.elem if isinstance(shape, t.ListType) else None
+        self.env[_key(e.var)] = Labelled(iterable.own, elem, iterable.why)
+        self.block(e.body)
+        if e.result is None:
+            return Labelled(iterable.own, None, iterable.why)
+        result = self.expr(e.result)
+        return Labelled(iterable.own | result.own, t.ListType(result.shape) if result.shape is not None else None,
+                        _join_why(iterable.why, result.why))
+
+    def _CallExpr(self, e: h.CallExpr):
+        if e.kind == "builtin":
+            return self.builtin(e)
+        args = [(name, x, self.expr(x)) for name, x in e.args]
+        if e.kind == "tool":
+            tool = self.an.p.tools.get(e.name)
+            if tool is None:
+                return Labelled(_NO_LABELS, e.type)
+            self.tool_call(tool, args)
+            return self.an.tool_result(tool)
+        if e.kind == "agent":
+            agent = self.an.p.agents.get(e.name)
+            if agent is None:
+                return Labelled(_NO_LABELS, e.type)
+            return self.an.agent_use(agent, {name: (v, x.span) for name, x, v in args}, e.span)
+        if e.kind == "flow":
+            callee = self.an.p.flows.get(e.name)
+            if callee is None:
+                return Labelled(_NO_LABELS, e.type)
+            given = {name: (v, x.span) for name, x, v in args}
+            params = []
+            for p in callee.params:
+                declared = _clean(p.labels)
+                if p.name not in given:
+                    params.append(Labelled(declared, p.type, self.an.param_why(p)))
+                    continue
+                v, span = given[p.name]
+                hop = tuple((x, span, f"`{callee.name}` is called with `{x}` data here") for x in sorted(v.own))
+                params.append(Labelled(v.own | declared, p.type if v.shape is not None else None,
+                                       _join_why(hop, v.why, self.an.param_why(p))))
+            return self.an.flow_result(callee, tuple(params))
+        return Labelled(_NO_LABELS, None)
+
+    def builtin(self, e: h.CallExpr) -> Labelled:
+        args = {name: x for name, x in e.args}
+        if e.name == "redact":
+            if "x" in args:
+                self.expr(args["x"])
+            self.an.redactions[(e.span.start, e.span.end)] = (self.flow.name, e.span)
+            return PUBLIC_VALUE
+        if e.name == "declassify":
+            labels = _NO_LABELS
+            if "x" in args:
+                labels = self.an.whole(self.expr(args["x"]))[0]
+            reason = args.get("reason")
+            text = reason.value if isinstance(reason, h.Lit) and isinstance(reason.value, str) else ""
+            if reason is not None:
+                self.expr(reason)
+            key = (e.span.start, e.span.end)
+            entry = self.an.declassified.setdefault(key, [self.flow.name, frozenset(), text, e.span])
+            entry[1] = entry[1] | labels
+            return PUBLIC_VALUE
+        if e.name == "receipt":
+            return PUBLIC_VALUE
+        return self._union([x for _, x in e.args], None)
+
+    def tool_call(self, tool: h.Tool, args) -> None:
+        clearance = self.an.tool_clearance(tool)
+        url_params = _url_params(tool)
+        for name, x, value in args:
+            labels, why = self.an.whole(value)
+            kind = "url" if name in url_params else "tool"
+            self.an.sinks.add(self.flow.name, kind, tool.name, clearance, labels, x.span)
+            missing = labels - clearance
+            if missing:
+                self.an.problem("V3002", x.span, tool.name, missing, why,
+                                self.tool_problem(tool, name, kind == "url", clearance, x.span))
+
+    def tool_problem(self, tool: h.Tool, param: str, in_url: bool, clearance, span: Span):
+        an = self.an
+
+        def build(labels, why):
+            if in_url:
+                message = (f"argument `{param}` of `{tool.name}` carries {_show(labels)} and becomes part of the "
+                           f"URL of its HTTP binding, but `{tool.name}` is not cleared for it")
+            else:
+                message = f"argument `{param}` of `{tool.name}` carries {_show(labels)}, but `{tool.name}` is not " \
+                    "cleared for it"
+            first = [Label(span, f"this carries {_show(labels)}")]
+            more = []
+            if in_url and "bind" in tool.spans:
+                more.append(Label(tool.spans["bind"], f"`{{{param}}}` is sent in the URL"))
+            cl = an.clearance_label("tool", tool.name, clearance, tool.spans)
+            if cl is not None:
+                more.append(cl)
+            names = _show(labels)
+            help_ = (f"wrap the argument in `redact(...)` (the runtime scrubs personal data), or add {names} to "
+                     f"the clearance of tool `{tool.name}`; or, if a person has decided it is not sensitive here, "
+                     "`declassify(x, reason: \"...\")`")
+            return {"message": message, "first": first, "labels": more, "help": help_, "fix": _redact_fix(span)}
+
+        return build
+
+
+# ---- helpers ------------------------------------------------------------------------------------
+
+
+def _key(sym: h.Symbol) -> tuple:
+    return (sym.kind, sym.name, sym.span.start, sym.span.end)
+
+
+def _show(labels) -> str:
+    """`pii` / `pii` and `payment` / `a`, `b` and `c`; for a clearance, `public` first.
+
+    >>> _show(frozenset({"pii"})), _show(frozenset({"public", "pii", "payment"}))
+    ('`pii`', '`public`, `payment` and `pii`')
+    """
+    names = sorted(labels, key=lambda x: (x != PUBLIC, x))
+    quoted = [f"`{x}`" for x in names]
+    if len(quoted) == 1 and names[0] == PUBLIC:
+        return "`public` only"
+    if len(quoted) <= 1:
+        return "".join(quoted)
+    return ", ".join(quoted[:-1]) + " and " + quoted[-1]
+
+
+def _redact_fix(span: Span) -> Fix:
+    return Fix("wrap it in `redact(...)`", (TextEdit(Span(span.start, span.start), "redact("),
+                                             TextEdit(Span(span.end, span.end), ")")))
+
+
+def _url_params(tool: h.Tool) -> frozenset[str]:
+    if tool.binding is None or tool.binding.kind != "http":
+        return _NO_LABELS
+    out = set()
+    for m in _URL_PLACEHOLDER.finditer(tool.binding.target):
+        if m.group(1):
+            out.add(m.group(1).split(".")[0].strip())
+    return frozenset(out)
+
+
+def _judges(gate: h.Gate):
+    """(model name, span of the model argument) of every `judge(...)` in ``gate``'s checks."""
+    out = []
+    stack = [c.cond for c in gate.checks]
+    while stack:
+        e = stack.pop()
+        if isinstance(e, h.CallExpr):
+            if e.kind == "signal" and e.name == "judge":
+                for name, arg in e.args:
+                    if name == "model" and isinstance(arg, h.Ref):
+                        out.append((arg.symbol.name, arg.span))
+            stack.extend(x for _, x in e.args)
+        elif isinstance(e, h.BinaryExpr):
+            stack.extend((e.left, e.right))
+        elif isinstance(e, h.UnaryExpr):
+            stack.append(e.operand)
+        elif isinstance(e, h.GetField):
+            stack.append(e.target)
+    return sorted(out, key=lambda x: x[1].start)
+
+
+def _field_origins(program: h.Program) -> dict[str, dict[str, dict[str, Span]]]:
+    """Where each field's labels are written: type name → field → label → span of `@label`.
+
+    The HIR keeps no spans on record fields, but every `@label` written in the source is a
+    resolved reference; those inside a type's declaration belong to its fields, in order.
+    """
+    decl_starts = sorted(s.span.start for s in program.symbols.values() if s.owner is None)
+    label_refs = [(span, sym.name) for span, sym in program.references if sym.kind == "label"]
+    out: dict[str, dict[str, dict[str, Span]]] = {}
+    ref_starts = [span.start for span, _ in label_refs]
+    for name, ty in program.types.items():
+        sym = program.symbols.get(name)
+        if sym is None or sym.kind != "type" or not isinstance(ty, t.RecordType):
+            continue
+        start = sym.span.end
+        i = bisect.bisect_right(decl_starts, sym.span.start)
+        end = decl_starts[i] if i < len(decl_starts) else 1 << 62
+        lo = bisect.bisect_left(ref_starts, start)
+        hi = bisect.bisect_left(ref_starts, end)
+        refs = label_refs[lo:hi]
+        fields: dict[str, dict[str, Span]] = {}
+        k = 0
+        for f in ty.fields:
+            wanted = _clean(f.labels)
+            got: dict[str, Span] = {}
+            while k < len(refs) and refs[k][1] in wanted and refs[k][1] not in got:
+                got[refs[k][1]] = refs[k][0]
+                k += 1
+            if got:
+                fields[f.name] = got
+        out[name] = fields
+    return out

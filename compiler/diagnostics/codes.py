@@ -67,6 +67,10 @@ CODES: dict[str, str] = {
     "V2007": "callee without a bound",
     "V2008": "recursion without `depth`",
     # ---- V3: sensitivity labels (compiler/analysis/labels.py)
+    "V3001": "labelled data in a prompt reaches an uncleared model",
+    "V3002": "labelled data in a tool argument",
+    "V3003": "agent's tool not cleared for what its model has seen",
+    "V3004": "judge model not cleared for the output it reads",
     # ---- V4: effects and receipts (compiler/analysis/effects.py)
     # ---- V5: gates (compiler/analysis/gates.py)
     # ---- V6: pre-flight, checks that read the environment (compiler/preflight.py)

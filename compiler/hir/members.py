@@ -296,6 +296,7 @@ class MemberReader:
         body_start = lit.span.start + quote
         body = raw[quote:-quote] if len(raw) >= 2 * quote else ""
         ok = True
+        spans = []
         by_name = {p.name: p for p in params}
         for m in _PLACEHOLDER.finditer(body):
             token = m.group()
@@ -315,7 +316,8 @@ class MemberReader:
                 continue
             if not self._placeholder_ok(path, by_name, span, what):
                 ok = False
-        return h.Template(template_parts(lit.value), lit.value, lit.span) if ok else None
+            spans.append(span)
+        return h.Template(template_parts(lit.value), lit.value, lit.span, tuple(spans)) if ok else None
 
     def _placeholder_ok(self, path, by_name, span, what) -> bool:
         head = path[0]

@@ -316,6 +316,7 @@ class Template:
     parts: tuple[str | tuple[str, ...], ...]
     source: str
     span: Span = span_field()
+    placeholder_spans: tuple[Span, ...] = field(default=(), compare=False)  # one per placeholder part
 
 
 @dataclass(frozen=True, slots=True)
