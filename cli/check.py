@@ -6,14 +6,22 @@ layout followed by a blank line, then one summary line (``error: 2 errors, 1 war
 or ``ok: no problems in 3 files``). JSON output is one object, ``{"diagnostics": [...]}``, as
 made by :func:`vox.compiler.diagnostics.render.render_json`.
 
-Exit status: 0 when no file has an error (warnings allowed), 1 when any does, 2 when a file
-cannot be read (the others are still checked).
+With ``--preflight``, each file that checks without errors then goes through pre-flight
+(:func:`vox.compiler.preflight.preflight`): its `python(...)` bindings are imported and compared
+with the tools' parameters, the `env("...")` variables its providers need are looked up in this
+process's environment, and each flow's cost bound is compared with `budget tenant` / `budget
+fleet`. Its diagnostics (`V6xxx`) are printed with the others. Nothing is sent over the network.
+
+Exit status: 0 when no file has an error (warnings allowed), 1 when any does (pre-flight
+included), 2 when a file cannot be read (the others are still checked).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+from dataclasses import replace
 
 from vox.cli.common import (
     EXIT_FAILED,
@@ -26,7 +34,9 @@ from vox.cli.common import (
     use_color,
 )
 from vox.compiler.api import CheckResult, check_source
+from vox.compiler.diagnostics.model import sort_diagnostics
 from vox.compiler.diagnostics.render import render_json, summary_line
+from vox.compiler.preflight import preflight
 
 NAME = "check"
 HELP = "check Vox files and report diagnostics"
@@ -37,6 +47,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("files", nargs="+", metavar="FILE", help="a .vox file to check")
     parser.add_argument(
         "--format", choices=("text", "json"), default="text", help="output format (default: text)"
+    )
+    parser.add_argument(
+        "--preflight",
+        action="store_true",
+        help="after a clean check, also import python bindings, look up env(...) variables and compare "
+        "flow bounds with the tenant and fleet budgets (no network)",
     )
 
 
@@ -51,7 +67,11 @@ def run(args: argparse.Namespace, streams: Streams) -> int:
             streams.fail(str(e))
             unreadable = True
             continue
-        results.append(check_source(path, text))
+        result = check_source(path, text)
+        if args.preflight and result.ok:
+            found = preflight(result.program, result.analysis, os.environ)
+            result = replace(result, diagnostics=tuple(sort_diagnostics([*result.diagnostics, *found])))
+        results.append(result)
     if args.format == "json":
         _print_json(results, streams)
     else:

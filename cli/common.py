@@ -89,11 +89,12 @@ def write_atomically(path: str, text: str) -> None:
     """Replace the file at ``path`` (following symlinks) with ``text`` in UTF-8, all or nothing.
 
     The text goes to a temporary file in the same folder, which then replaces the original, so a
-    crash never leaves a half-written file. The original's permission bits are kept.
+    crash never leaves a half-written file. The original's permission bits are kept (a new file
+    gets 0644).
     """
     target = os.path.realpath(path)
     try:
-        mode = stat.S_IMODE(os.stat(target).st_mode)
+        mode = stat.S_IMODE(os.stat(target).st_mode) if os.path.exists(target) else 0o644
         folder, name = os.path.split(target)
         fd, temp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=folder)
     except OSError as e:

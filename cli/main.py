@@ -18,10 +18,10 @@ import sys
 import traceback
 from importlib.metadata import PackageNotFoundError, version
 
-from vox.cli import check, fmt
+from vox.cli import check, fmt, plan
 from vox.cli.common import EXIT_INTERNAL, EXIT_USAGE, Streams
 
-COMMANDS = (check, fmt)
+COMMANDS = (check, fmt, plan)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -39,6 +39,7 @@ from dataclasses import dataclass, replace
 from vox.compiler.analysis.results import Bound, BoundItem, BudgetReport, CallableBound, GateReport
 from vox.compiler.diagnostics.model import DiagnosticSink, Fix, Label, TextEdit, replace_fix
 from vox.compiler.hir import nodes as h
+from vox.compiler.hir.walk import calls_in_block, children
 from vox.compiler.source import Span
 from vox.compiler.units import cost_of_tokens, format_duration, format_money, format_tokens
 
@@ -416,7 +417,7 @@ class _Walk:
         if isinstance(e, h.ForEach):
             return self.expr(e.iterable, mult) + self.loop(e, mult)
         total = _Acc()
-        for child in _children(e):
+        for child in children(e):
             total = total + self.expr(child, mult)
         return total
 
@@ -471,24 +472,6 @@ class _Walk:
             return _Acc()
         self.items.append(BoundItem(f"{e.name}(...)", e.name, e.kind, mult, one.times(mult).bound(), e.span))
         return one
-
-
-def _children(e) -> tuple:
-    if isinstance(e, (h.RecordValue,)):
-        return tuple(v for _, v in e.fields)
-    if isinstance(e, h.ListValue):
-        return e.items
-    if isinstance(e, h.GetField):
-        return (e.target,)
-    if isinstance(e, h.GetIndex):
-        return (e.target, e.index)
-    if isinstance(e, h.UnaryExpr):
-        return (e.operand,)
-    if isinstance(e, h.BinaryExpr):
-        return (e.left, e.right)
-    if isinstance(e, h.RateExpr):
-        return (e.amount,)
-    return ()
 
 
 def _join_opt(a: _Acc | None, b: _Acc | None) -> _Acc | None:
@@ -572,40 +555,7 @@ def _why_unbounded(program: h.Program, item: BoundItem, dim: str) -> str:
 
 
 def _flow_calls(stmts) -> list[h.CallExpr]:
-    out: list[h.CallExpr] = []
-
-    def expr(e):
-        if isinstance(e, h.CallExpr):
-            if e.kind == "flow":
-                out.append(e)
-            for _, a in e.args:
-                expr(a)
-        elif isinstance(e, h.ForEach):
-            expr(e.iterable)
-            block(e.body)
-            if e.result is not None:
-                expr(e.result)
-        else:
-            for c in _children(e):
-                expr(c)
-
-    def block(ss):
-        for s in ss:
-            if isinstance(s, h.LetStmt):
-                expr(s.value)
-            elif isinstance(s, h.ExprStatement):
-                expr(s.expr)
-            elif isinstance(s, h.ReturnStmt) and s.value is not None:
-                expr(s.value)
-            elif isinstance(s, h.IfStmt):
-                expr(s.cond)
-                block(s.then)
-                block(s.orelse)
-            elif isinstance(s, h.ParStmt):
-                block(s.branches)
-
-    block(stmts)
-    return out
+    return [c for c in calls_in_block(stmts) if c.kind == "flow"]
 
 
 def _calls_flow(stmts, name: str) -> bool:
@@ -660,25 +610,3 @@ def _flow_groups(program: h.Program) -> list[list[str]]:
                 groups.append(sorted(group, key=list(program.flows).index))
     return groups
 
-
-# ---- for people: hover text and summaries ---------------------------------------------------------
-
-
-def describe_bound(cb: CallableBound) -> list[str]:
-    """Lines saying what one call of an agent or flow may use, and where that comes from.
-
-    The language server shows them on hover and `voxc plan` prints them.
-    """
-    parts = []
-    for dim in Bound.DIMENSIONS:
-        value = getattr(cb.bound, dim)
-        if value is None and dim == "wall_ms":
-            continue  # runs within its caller's deadline
-        source = " (cap)" if dim in cb.from_caps else ""
-        parts.append(f"{_WORD[dim]} {_SHOW[dim](value)}{source}")
-    lines = [f"{cb.kind} `{cb.name}`: at most " + ", ".join(parts)]
-    for item in cb.items:
-        times = f" × {item.multiplier}" if item.multiplier > 1 else ""
-        cost = format_money(item.bound.cost_micros)
-        lines.append(f"  {item.what}{times}: {cost}, {format_tokens(item.bound.tokens)} tokens")
-    return lines

@@ -1,6 +1,229 @@
-"""Gates (V5). (being written)"""
+"""Gates (V5): the signals a gate reads must exist on every model that can produce the output.
+
+A gate runs on every output of every agent that lists it, whichever model of the agent's chain
+(primary, then fallbacks) produced that output. So a signal's requirement is checked against
+each model of each chain:
+
+* `confidence` and `entropy(window)` are computed from token log-probabilities: every model in
+  the chain must list the `logprobs` capability (V5001);
+* `consistency(n)` draws `n - 1` extra outputs for the same prompt and measures agreement: every
+  model must list `sampling` (V5002), `n` must be a literal of at least 2 (V5003), and at
+  `temperature: 0` the samples would all agree (V5006);
+* `fallback` on an agent without fallback models abstains (V5004), and `retry(n)` on an agent
+  whose `steps` cap cannot hold the first attempt and `n` retries is cut short (V5005).
+
+`judge(m, ...)` is checked by the label analysis (clearance) and the budget analysis (price);
+this pass reports which judges each agent's gates call in :class:`GateReport`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
 from vox.compiler.analysis.results import GateReport
+from vox.compiler.diagnostics.model import DiagnosticSink, Fix, Label, TextEdit
+from vox.compiler.hir import nodes as h
+from vox.compiler.source import Span
+
+LOGPROB_SIGNALS = ("confidence", "entropy")
 
 
-def analyse_gates(program, sink) -> GateReport:
-    return GateReport()
+def analyse_gates(program: h.Program, sink: DiagnosticSink) -> GateReport:
+    """Check every gate against every agent that uses it; report V5xxx to ``sink``.
+
+    >>> from vox.compiler.api import check_source
+    >>> report = check_source("x.vox", '''
+    ... provider sim = sim
+    ... model m = sim/"m" { context: 1_000, max_output: 100, price: free, capabilities: [sampling] }
+    ... gate agree(s: str) { check consistency(n: 3) >= 0.6 else retry(1) }
+    ... agent a(x: str) -> str { model: m, gates: [agree], prompt: "{x}" }
+    ... ''').analysis.gates
+    >>> sorted(report.signals["a"]), report.extra_samples["a"], report.judges["a"]
+    (['consistency'], 2, ())
+    """
+    for gate in program.gates.values():
+        _check_arguments(gate, sink)
+    signals: dict[str, frozenset[str]] = {}
+    extra: dict[str, int] = {}
+    judges: dict[str, tuple[str, ...]] = {}
+    for agent in program.agents.values():
+        gates = [program.gates[g] for g in dict.fromkeys(agent.gates) if g in program.gates]
+        reads = [(gate, check, call) for gate in gates for check in gate.checks for call in signal_calls(check.cond)]
+        signals[agent.name] = frozenset(call.name for _, _, call in reads)
+        extra[agent.name] = sum(max(n - 1, 0) for _, _, call in reads
+                                if call.name == "consistency" and (n := _int_arg(call, "n")) is not None)
+        judges[agent.name] = tuple(model for _, _, call in reads if call.name == "judge"
+                                   if (model := _model_arg(call)) is not None)
+        _check_chain(program, agent, reads, sink)
+        _check_actions(agent, gates, sink)
+    return GateReport(signals, extra, judges)
+
+
+# ---- signals --------------------------------------------------------------------------------------
+
+
+def signal_calls(e: h.TExpr) -> Iterator[h.CallExpr]:
+    """Every runtime signal read inside a gate condition, in source order."""
+    if isinstance(e, h.CallExpr):
+        if e.kind == "signal":
+            yield e
+        for _, arg in e.args:
+            yield from signal_calls(arg)
+    elif isinstance(e, h.UnaryExpr):
+        yield from signal_calls(e.operand)
+    elif isinstance(e, h.BinaryExpr):
+        yield from signal_calls(e.left)
+        yield from signal_calls(e.right)
+    elif isinstance(e, (h.GetField, h.GetIndex)):
+        yield from signal_calls(e.target)
+        if isinstance(e, h.GetIndex):
+            yield from signal_calls(e.index)
+    elif isinstance(e, h.ListValue):
+        for item in e.items:
+            yield from signal_calls(item)
+    elif isinstance(e, h.RecordValue):
+        for _, value in e.fields:
+            yield from signal_calls(value)
+
+
+def _arg(call: h.CallExpr, name: str) -> h.TExpr | None:
+    return next((value for key, value in call.args if key == name), None)
+
+
+def _int_arg(call: h.CallExpr, name: str) -> int | None:
+    value = _arg(call, name)
+    if isinstance(value, h.Lit) and isinstance(value.value, int) and not isinstance(value.value, bool):
+        return value.value
+    return None
+
+
+def _model_arg(call: h.CallExpr) -> str | None:
+    value = _arg(call, "model")
+    return value.symbol.name if isinstance(value, h.Ref) else None
+
+
+def _check_arguments(gate: h.Gate, sink: DiagnosticSink) -> None:
+    """V5003: sample counts and windows are literals the budget analysis and the runtime can use."""
+    for check in gate.checks:
+        for call in signal_calls(check.cond):
+            if call.name == "consistency":
+                _literal_at_least(call, "n", 2, "`consistency` compares at least two outputs", sink)
+            elif call.name == "entropy":
+                _literal_at_least(call, "window", 1, "an entropy window has at least one token", sink)
+
+
+def _literal_at_least(call: h.CallExpr, name: str, least: int, why: str, sink: DiagnosticSink) -> None:
+    value = _arg(call, name)
+    if value is None or isinstance(value, h.ErrorExpr):
+        return
+    n = _int_arg(call, name)
+    if n is None:
+        sink.error("V5003", f"`{name}` of `{call.name}` must be a number written in the program", value.span,
+                   help=f"write a literal such as `{name}: {max(least, 3)}`; the budget counts the extra work "
+                        "before the run")
+    elif n < least:
+        sink.error("V5003", f"{why}: `{name}` is {n}", value.span,
+                   help=f"use `{name}: {least}` or more",
+                   fix=Fix(f"use `{name}: {least}`", (TextEdit(value.span, str(least)),)))
+
+
+# ---- the chain ------------------------------------------------------------------------------------
+
+
+def _chain_span(agent: h.Agent, model: str) -> Span:
+    if model == agent.model and "model" in agent.spans:
+        return agent.spans["model"]
+    return agent.spans.get(f"fallback.{model}", agent.spans.get("fallback", agent.span))
+
+
+def _remove_fallback_fix(agent: h.Agent, model: str) -> Fix | None:
+    """Delete ``model`` from the agent's `fallback` list, with its separator."""
+    items = sorted(((span, key[len("fallback."):]) for key, span in agent.spans.items()
+                    if key.startswith("fallback.")), key=lambda item: item[0].start)
+    index = next((i for i, (_, name) in enumerate(items) if name == model), None)
+    if index is None or model == agent.model:
+        return None
+    span = items[index][0]
+    if len(items) == 1:
+        edit = TextEdit(agent.spans["fallback"], "[]")
+    elif index > 0:
+        edit = TextEdit(Span(items[index - 1][0].end, span.end), "")
+    else:
+        edit = TextEdit(Span(span.start, items[1][0].start), "")
+    return Fix(f"remove `{model}` from `fallback`", (edit,))
+
+
+def _check_chain(program: h.Program, agent: h.Agent, reads, sink: DiagnosticSink) -> None:
+    needs = (("logprobs", LOGPROB_SIGNALS, "V5001"), ("sampling", ("consistency",), "V5002"))
+    for capability, names, code in needs:
+        uses = [(gate, call) for gate, _, call in reads if call.name in names]
+        if not uses:
+            continue
+        for model_name in dict.fromkeys(agent.chain):
+            model = program.models.get(model_name)
+            if model is None or capability in model.capabilities:
+                continue
+            read = sorted({call.name for _, call in uses})
+            read_text = " and ".join(f"`{n}`" for n in read)
+            role = "the primary model" if model_name == agent.model else "a fallback"
+            labels = [Label(call.span, f"`{call.name}` is read here, in gate `{gate.name}`") for gate, call in uses]
+            has = ", ".join(sorted(model.capabilities)) or "none"
+            what = "log-probabilities" if capability == "logprobs" else "several outputs for one prompt"
+            sink.error(
+                code,
+                f"`{model_name}` cannot give {read_text}: it has no `{capability}`, and it is {role} of "
+                f"`{agent.name}`",
+                _chain_span(agent, model_name),
+                labels=tuple(labels),
+                notes=(f"a gate's signals must exist on every model that can produce the output, because any "
+                       f"of them may; {read_text} need{'s' if len(read) == 1 else ''} {what}",
+                       f"`{model_name}` has capabilities: {has} (if it does support `{capability}`, list it there)"),
+                help=f"remove `{model_name}` from the chain, pick a model with `{capability}`, or drop the checks "
+                     f"that read {read_text}",
+                fix=_remove_fallback_fix(agent, model_name),
+            )
+    if agent.temperature == 0:
+        for gate, _, call in reads:
+            if call.name == "consistency":
+                sink.warning(
+                    "V5006", f"`{agent.name}` runs at `temperature: 0`, so `consistency` would always be 1",
+                    agent.spans.get("temperature", agent.span),
+                    labels=(Label(call.span, f"read here, in gate `{gate.name}`"),),
+                    help="raise the temperature so that samples can differ, or drop the consistency check",
+                )
+                break
+
+
+# ---- actions --------------------------------------------------------------------------------------
+
+
+def _check_actions(agent: h.Agent, gates: list[h.Gate], sink: DiagnosticSink) -> None:
+    fallback_checks = [(gate, check) for gate in gates for check in gate.checks if check.action == "fallback"]
+    if fallback_checks and not agent.fallback and agent.model is not None:
+        sink.warning(
+            "V5004", f"`{agent.name}` has no fallback models, so `fallback` in its gates abstains",
+            agent.spans.get(f"gates.{fallback_checks[0][0].name}", agent.spans.get("gates", agent.span)),
+            labels=tuple(Label(check.span, "this check falls back") for _, check in fallback_checks),
+            help="give the agent `fallback: [model, ...]`, or write `abstain` to say what happens",
+        )
+    steps = agent.caps.steps
+    if steps is None:
+        return
+    retries = [(gate, check) for gate in gates for check in gate.checks
+               if check.action == "retry" and check.retries is not None and check.retries >= steps]
+    if retries:
+        most = max(check.retries for _, check in retries)
+        span = agent.spans.get("budget.steps", agent.spans.get("budget", agent.span))
+        sink.warning(
+            "V5005",
+            f"`steps: {steps}` leaves room for {steps - 1} retr{'y' if steps - 1 == 1 else 'ies'}, "
+            f"but a gate of `{agent.name}` asks for {most}",
+            span,
+            labels=tuple(Label(check.span, f"`retry({check.retries})` in gate `{gate.name}`")
+                     for gate, check in retries),
+            notes=("the first attempt and each retry are one model turn each; the cap ends the call before the "
+                   "last retry, and the call fails instead",),
+            help=f"raise `steps` to {most + 1}, or retry fewer times",
+            fix=Fix(f"raise `steps` to {most + 1}", (TextEdit(span, str(most + 1)),))
+            if "budget.steps" in agent.spans else None,
+        )

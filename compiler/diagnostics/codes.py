@@ -72,8 +72,27 @@ CODES: dict[str, str] = {
     "V3003": "agent's tool not cleared for what its model has seen",
     "V3004": "judge model not cleared for the output it reads",
     # ---- V4: effects and receipts (compiler/analysis/effects.py)
+    "V4001": "receipt not made by its tool",
+    "V4002": "tool result claims a receipt",
+    "V4003": "agent output claims a receipt of a tool it lacks",
+    "V4004": "receipt of a tool that is never receipted",
+    "V4005": "effectful call that a resumed run could repeat",
+    "V4006": "approval on a pure tool",
+    "V4007": "retried effectful tool is not idempotent",
     # ---- V5: gates (compiler/analysis/gates.py)
+    "V5001": "signal needs logprobs on every model in the chain",
+    "V5002": "consistency needs sampling on every model in the chain",
+    "V5003": "bad signal argument",
+    "V5004": "`fallback` on an agent without fallback models",
+    "V5005": "retries cannot fit in the steps cap",
+    "V5006": "consistency at temperature 0",
     # ---- V6: pre-flight, checks that read the environment (compiler/preflight.py)
+    "V6001": "binding module cannot be imported",
+    "V6002": "binding function not found",
+    "V6003": "binding signature does not match the tool",
+    "V6004": "environment variable not set",
+    "V6005": "flow cost is unbounded and cannot be reserved",
+    "V6006": "flow cost exceeds a run-wide budget",
 }
 
 

@@ -457,6 +457,11 @@ class Lowering:
             orelse = self.block(s.orelse.stmts, else_ctx)
         elif isinstance(s.orelse, ast.If):
             orelse = (self.if_stmt(s.orelse, else_ctx),)
+        if narrowing is not None:
+            # `if x == none { return ... }`: below the `if`, `x` is present.
+            none_branch = then if is_none_branch else orelse
+            if none_branch and _always_returns(none_branch):
+                ctx.narrowed[path] = inner
         return h.IfStmt(cond, then, orelse, s.span)
 
     def par(self, s: ast.Par, ctx: Context) -> h.ParStmt:
