@@ -78,7 +78,7 @@ flow resolve(id: str) -> Resolution {
 }
 """
     assert ("V4001", "pretend_refund(order_id: id)") in diags(body)
-    assert labels(body, "V4001") == ["issue_refund"]  # the forger's declared result
+    assert labels(body, "V4001") == ["Receipt[issue_refund]"]  # the forger's declared result
 
 
 def test_v4001_fix_call_the_tool_itself():
@@ -143,7 +143,7 @@ tool refund_status(order_id: str) -> Refunded {
 }
 """
     assert diags(body) == [("V4002", "Refunded")]
-    assert diags(FORGER) == [("V4002", "issue_refund")]
+    assert diags(FORGER) == [("V4002", "Receipt[issue_refund]")]
 
 
 def test_v4002_fix_plain_data_and_a_receipt_parameter_is_fine():
@@ -181,13 +181,9 @@ def test_v4003_points_at_the_output_type_and_labels_the_tools():
     assert labels(body, "V4003") == ["[lookup_order]"]
 
 
-@pytest.mark.parametrize("returns, underlined", [
-    ("Receipt[issue_refund]", "issue_refund"),
-    ("list[Resolution]", "Resolution"),
-    ("Resolution?", "Resolution"),
-])
-def test_v4003_finds_receipts_nested_anywhere_in_the_output(returns, underlined):
-    assert diags(agent(returns=returns)) == [("V4003", underlined)]
+@pytest.mark.parametrize("returns", ["Receipt[issue_refund]", "list[Resolution]", "Resolution?"])
+def test_v4003_finds_receipts_nested_anywhere_in_the_output(returns):
+    assert diags(agent(returns=returns)) == [("V4003", returns)]
 
 
 def test_v4003_fix_adds_the_tool_and_then_checks_clean():

@@ -69,17 +69,6 @@ def contains_receipt(ty: t.Type | None) -> bool:
     return ty is not None and bool(receipt_paths(ty))
 
 
-def _head_name(ty: t.Type) -> str | None:
-    """The declared name a type annotation is written with (`Resolution` for `list[Resolution]?`)."""
-    while isinstance(ty, (t.OptionalType, t.ListType)):
-        ty = ty.inner if isinstance(ty, t.OptionalType) else ty.elem
-    if isinstance(ty, (t.RecordType, t.EnumType)):
-        return ty.name
-    if isinstance(ty, t.ReceiptType):
-        return ty.tool
-    return None
-
-
 def _where(path: str, receipt: t.ReceiptType) -> str:
     return f"`{receipt.show()}`" + (f" (at `{path}`)" if path else "")
 
@@ -117,7 +106,7 @@ class _Effects:
         for path, receipt in receipt_paths(tool.returns)[:1]:
             self.sink.error(
                 "V4002", f"tool `{tool.name}` claims to return {_where(path, receipt)}",
-                self.signature_type_span(tool.name, tool.returns, tool.spans, tool.span),
+                tool.spans.get("->", tool.span),
                 help="a tool returns plain data; declare the result the binding really returns, and use the "
                      "call itself where the receipt is needed",
                 notes=("only the runtime makes receipts: it signs each call of a `write` or `external` tool into "
@@ -187,7 +176,7 @@ class _Effects:
             notes = (f"`{agent.returns.show()}` holds {_where(path, receipt)}",) if path else ()
             self.sink.error(
                 "V4003", f"`{agent.name}` cannot return {_where(path, receipt)}: it cannot call `{tool_name}`",
-                self.signature_type_span(agent.name, agent.returns, agent.spans, agent.span),
+                agent.spans.get("->", agent.span),
                 labels=tuple(labels), notes=notes,
                 help=f"add `{tool_name}` to the agent's `tools`, or drop the receipt from its output type",
                 fix=self.add_tool_fix(agent, tool_name),
@@ -273,7 +262,7 @@ class _Effects:
             if tool is None or not t.assignable(e.type, expected):
                 return  # an unknown tool, or a mismatch the type checker has reported
             wanted = target.tool if isinstance(target, t.ReceiptType) else None
-            labels = (Label(self.signature_type_span(tool.name, tool.returns, tool.spans, tool.span),
+            labels = (Label(tool.spans.get("->", tool.span),
                             "the tool's declared result claims the receipt"),)
             self.sink.error(
                 "V4001",
@@ -332,20 +321,6 @@ class _Effects:
         if model is None:
             return None
         return Fix(message, (TextEdit(Span(model.end, model.end), f", tools: [{tool}]"),))
-
-    def signature_type_span(self, name: str, ty: t.Type, spans: dict[str, Span], fallback: Span) -> Span:
-        """Where the result type of agent or tool ``name`` is written: the last mention of its
-        type's name between the declaration's name and its first member."""
-        sym = self.p.symbols.get(name)
-        head = _head_name(ty)
-        if sym is None:
-            return fallback
-        members_start = min((s.start for k, s in spans.items() if k.endswith(":")), default=fallback.end)
-        found = None
-        for span, ref in self.p.references:
-            if sym.span.end <= span.start < members_start and ref.name == head:
-                found = span
-        return found or sym.span
 
     def params_of(self, call: h.CallExpr) -> dict[str, t.Type]:
         decl = {"agent": self.p.agents, "tool": self.p.tools, "flow": self.p.flows}.get(call.kind, {}).get(call.name)

@@ -12,7 +12,7 @@ from vox.compiler.hir import nodes as h
 from vox.compiler.hir import types as t
 from vox.compiler.hir.builtins import Builtins
 from vox.compiler.hir.expressions import GATE_ACTIONS, Context, ExpressionChecker, access_path
-from vox.compiler.hir.members import MemberReader, member_spans
+from vox.compiler.hir.members import MemberReader, member_spans, result_span
 from vox.compiler.hir.scope import Scope
 from vox.compiler.names import closest, did_you_mean
 from vox.compiler.source import Span
@@ -384,7 +384,7 @@ class Lowering:
             self.sink.error("V1022", f"flow `{name}` can end without returning a `{returns.show()}`", end,
                             labels=(Label(decl.returns.span, "the flow promises this result"),),
                             help="add a `return` at the end")
-        return h.Flow(name, params, returns, caps, body, decl.span, member_spans(budget))
+        return h.Flow(name, params, returns, caps, body, decl.span, member_spans(budget) | result_span(decl))
 
     def block(self, stmts, ctx: Context) -> tuple[h.TStmt, ...]:
         out = []

@@ -83,7 +83,8 @@ def member_spans(ms: dict[str, ast.Member]) -> dict[str, Span]:
     """Where each member's value is written, for diagnostics and fixes of later passes.
 
     Keys: ``"key"`` (the value), ``"key:"`` (the key), ``"key.item"`` (a name in a list value, or
-    a field's value in a record value, as in ``"budget.cost"`` or ``"fallback.local"``).
+    a field's value in a record value, as in ``"budget.cost"`` or ``"fallback.local"``). Agents,
+    tools and flows add ``"->"``: their result type.
     """
     out: dict[str, Span] = {}
     for key, m in ms.items():
@@ -97,6 +98,11 @@ def member_spans(ms: dict[str, ast.Member]) -> dict[str, Span]:
             for f in m.value.fields:
                 out[f"{key}.{f.name.name}"] = f.value.span
     return out
+
+
+def result_span(decl) -> dict[str, Span]:
+    """``{"->": span}`` of the result type an agent, tool or flow declares, if it declares one."""
+    return {"->": decl.returns.span} if getattr(decl, "returns", None) is not None else {}
 
 
 def template_parts(text: str) -> tuple[str | tuple[str, ...], ...]:
@@ -459,7 +465,7 @@ class MemberReader:
             self.constant(ms.get("cost"), t.MONEY, name),
             retries or 0,
             bool(self.constant(ms.get("idempotent"), t.BOOL, name)),
-            approval, clearance, binding, decl.span, member_spans(ms),
+            approval, clearance, binding, decl.span, member_spans(ms) | result_span(decl),
         )
 
     def binding(self, m: ast.Member | None, params: tuple[h.Param, ...]) -> h.Binding | None:
@@ -545,7 +551,7 @@ class MemberReader:
         if temperature is not None and not 0 <= temperature <= 2:
             self.sink.error("V1026", "`temperature` is between 0 and 2", ms["temperature"].value.span)
         return h.Agent(name, params, returns, return_labels, model, fallback, tools, caps, gates, compaction,
-                       prompt, system, temperature, decl.span, member_spans(ms))
+                       prompt, system, temperature, decl.span, member_spans(ms) | result_span(decl))
 
     def _gate_fits(self, gate: str, returns: t.Type, span: Span, agent: str) -> None:
         decl = self.lo.decl_of.get(gate)
