@@ -145,3 +145,29 @@ def print_diagnostics(
     for d in diagnostics:
         print(render_text(d, sources[d.path], color=color, sources=sources), file=stream)
         print(file=stream)
+
+
+def compile_plan(path: str, streams: Streams, color_choice: str, errors_to: TextIO | None = None,
+                 warnings_to: TextIO | None = None):
+    """Check ``path`` and lower it to a plan: ``(plan, None)``, or ``(None, exit status)`` after
+    saying why not. Diagnostics (errors, and warnings of a program that still compiles) are
+    printed as `voxc check` prints them: to ``errors_to`` when there are errors, else to
+    ``warnings_to`` (both default to stderr)."""
+    from vox.compiler.api import check_source
+    from vox.compiler.diagnostics.render import summary_line
+    from vox.compiler.plan import lower_plan
+
+    try:
+        text = read_source(path)
+    except InputError as e:
+        streams.fail(str(e))
+        return None, EXIT_USAGE
+    result = check_source(path, text)
+    if result.diagnostics:
+        to = (errors_to if not result.ok else warnings_to) or streams.err
+        tint = use_color(color_choice, to)
+        print_diagnostics(result.diagnostics, {result.source.path: result.source}, to, tint)
+        print(summary_line(result.diagnostics, 1, color=tint), file=to)
+        if not result.ok:
+            return None, EXIT_FAILED
+    return lower_plan(result), None

@@ -18,10 +18,10 @@ import sys
 import traceback
 from importlib.metadata import PackageNotFoundError, version
 
-from vox.cli import check, fmt, plan
+from vox.cli import approve, check, fmt, plan, receipts, run, test
 from vox.cli.common import EXIT_INTERNAL, EXIT_USAGE, Streams
 
-COMMANDS = (check, fmt, plan)
+COMMANDS = (check, fmt, plan, run, test, approve, receipts)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -51,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser, with one subcommand per entry in COMMANDS."""
     parser = argparse.ArgumentParser(
         prog="voxc",
-        description="Vox compiler: check, format (and later plan, run and test) Vox programs.",
+        description="Vox: check, format, plan, run and test Vox programs.",
         epilog="exit status: 0 ok, 1 errors found, 2 usage or file errors, 3 internal error",
     )
     parser.add_argument("--version", action="version", version=f"voxc {package_version()}")

@@ -22,19 +22,15 @@ from rich.color import ColorSystem
 from rich.style import Style
 
 from vox.cli.common import (
-    EXIT_FAILED,
     EXIT_OK,
     EXIT_USAGE,
     InputError,
     Streams,
-    print_diagnostics,
-    read_source,
+    compile_plan,
     use_color,
     write_atomically,
 )
-from vox.compiler.api import check_source
-from vox.compiler.diagnostics.render import summary_line
-from vox.compiler.plan import Plan, PlanError, lower_plan, plan_to_json, select_flow
+from vox.compiler.plan import Plan, PlanError, plan_to_json, select_flow
 from vox.compiler.plan import ir
 from vox.compiler.plan.model import Bound, BoundValues, Param, walk_nodes
 from vox.compiler.units import format_duration, format_money, format_tokens
@@ -53,22 +49,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, streams: Streams) -> int:
     """Check the file, make its plan, print it; return the exit status."""
-    try:
-        text = read_source(args.file)
-    except InputError as e:
-        streams.fail(str(e))
-        return EXIT_USAGE
-    result = check_source(args.file, text)
-    if result.diagnostics:
-        # As `voxc check` prints them. Errors block the plan; warnings are shown too, on stderr
-        # when stdout carries the plan's JSON or the plan goes to a file.
-        to = streams.out if not result.ok or not (args.json or args.output) else streams.err
-        tint = use_color(args.color, to)
-        print_diagnostics(result.diagnostics, {result.source.path: result.source}, to, tint)
-        print(summary_line(result.diagnostics, 1, color=tint), file=to)
-        if not result.ok:
-            return EXIT_FAILED
-    plan = lower_plan(result)
+    # Errors block the plan and print as `voxc check` prints them; warnings go to stderr when
+    # stdout carries the plan's JSON or the plan goes to a file.
+    quiet = streams.err if (args.json or args.output) else streams.out
+    plan, status = compile_plan(args.file, streams, args.color, streams.out, quiet)
+    if plan is None:
+        return status
     if args.flow is not None:
         try:
             plan = select_flow(plan, args.flow)

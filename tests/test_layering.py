@@ -51,3 +51,20 @@ def test_grammar_ships_as_package_data():
 
     text = resources.files("vox.lang").joinpath("grammar/vox.lark").read_text()
     assert "agent_decl" in text
+
+
+def test_the_runtime_reads_only_the_plan():
+    """The plan is the contract: the runtime never imports the parser, checker or analyses
+    (runtime/program.py, the embedding API that compiles a file first, is the one exception)."""
+    for path in (ROOT / "runtime").rglob("*.py"):
+        if path.name == "program.py" and path.parent.name == "runtime":
+            continue
+        for name in _imports(path):
+            if name.startswith("vox.compiler"):
+                assert name.startswith("vox.compiler.plan"), f"{path.relative_to(ROOT)} imports {name}"
+
+
+def test_the_runtime_never_imports_the_cli_or_the_language_server():
+    for path in (ROOT / "runtime").rglob("*.py"):
+        for name in _imports(path):
+            assert not name.startswith(("vox.cli", "vox.lsp")), f"{path.relative_to(ROOT)} imports {name}"

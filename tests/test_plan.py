@@ -460,17 +460,17 @@ def test_voxc_plan_flow_and_output(capsys, tmp_path):
 
 
 def test_voxc_plan_json_sends_warnings_to_stderr(capsys, monkeypatch):
-    import vox.cli.plan
+    import vox.compiler.api
     from vox.compiler.diagnostics.model import warning
 
-    real = vox.cli.plan.check_source
+    real = vox.compiler.api.check_source
 
     def with_a_warning(path, text):
         result = real(path, text)
         extra = warning("V1026", "this value is computed and then dropped", path, Span(0, 5))
         return dataclasses.replace(result, diagnostics=result.diagnostics + (extra,))
 
-    monkeypatch.setattr(vox.cli.plan, "check_source", with_a_warning)
+    monkeypatch.setattr(vox.compiler.api, "check_source", with_a_warning)
     code, out, err = run(capsys, "plan", "--json", str(REFERENCE))
     assert code == 0 and load_plan(out).flows
     assert err.startswith("warning[V1026]") and err.endswith("warning: 1 warning in 1 file\n")

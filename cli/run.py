@@ -1,0 +1,125 @@
+"""`voxc run FILE [--flow NAME] [--input JSON|@file]`: run a flow and print its result.
+
+Providers without an API key in the environment (and `sim` ones) are served by the built-in
+simulator, which is said on stderr. Runs are durable by default (`.vox/` in the current folder);
+a run that waits for a person's approval exits with status 4 and says how to approve it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+
+import anyio
+
+from vox.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, InputError, Streams, compile_plan
+from vox.compiler.units import format_money
+
+NAME = "run"
+HELP = "run a flow of a Vox program (on the built-in simulator when no API key is set)"
+EXIT_WAITING = 4
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("file", metavar="FILE", help="the .vox program")
+    parser.add_argument("--flow", metavar="NAME", help="the flow to run (needed when the program has several)")
+    parser.add_argument("--input", metavar="JSON", default=None,
+                        help="the flow's arguments as a JSON object, or @path to a JSON file")
+    parser.add_argument("--json", action="store_true", help="print the whole outcome as JSON")
+    parser.add_argument("--approve", metavar="TOOL", action="append", default=[],
+                        help="approve every call of TOOL (`approval: human`) for this run")
+    simulation = parser.add_mutually_exclusive_group()
+    simulation.add_argument("--sim", action="store_true", help="simulate every provider, keys or not")
+    simulation.add_argument("--live", action="store_true", help="never simulate: fail when a key is missing")
+    parser.add_argument("--no-durable", action="store_true", help="do not journal the run (it cannot resume)")
+    parser.add_argument("--state-dir", metavar="DIR", default=os.environ.get("VOX_STATE_DIR", ".vox"),
+                        help="where runs, receipts and their key live (default: .vox)")
+    parser.add_argument("--run-id", metavar="ID", help="the run's id (default: a new random one)")
+    parser.add_argument("--seed", type=int, default=0, help="the simulator's seed")
+    parser.add_argument("--verbose", "-v", action="store_true", help="print each step as it finishes")
+
+
+def run(args: argparse.Namespace, streams: Streams) -> int:
+    try:
+        raw_input = read_input(args.input)
+    except InputError as e:
+        streams.fail(str(e))
+        return EXIT_USAGE
+    plan, status = compile_plan(args.file, streams, args.color)
+    if plan is None:
+        return status
+    flow = args.flow or (next(iter(plan.flows)) if len(plan.flows) == 1 else None)
+    if flow is None or flow not in plan.flows:
+        names = ", ".join(plan.flows) or "none"
+        streams.fail(f"choose a flow with --flow NAME (flows: {names})" if flow is None
+                     else f"the program has no flow `{flow}` (flows: {names})")
+        return EXIT_USAGE
+    from vox.runtime.host import RunOptions, Runtime
+
+    options = RunOptions(
+        durable=not args.no_durable,
+        state_dir=args.state_dir,
+        simulate="all" if args.sim else "never" if args.live else "auto",
+        seed=args.seed,
+        approve=tuple(args.approve),
+        base_dir=os.path.dirname(os.path.abspath(args.file)),
+    )
+
+    def show(event: dict) -> None:
+        if args.verbose and event["event"] in ("agent_end", "tool_end"):
+            spent = event.get("spent", {})
+            cost = f"  {format_money(spent.get('cost_micros', 0))}" if spent else ""
+            receipt = f"  receipt {event['receipt']}" if event.get("receipt") else ""
+            print(f"  done {event['step']}{cost}{receipt}", file=streams.err)
+
+    async def go():
+        async with Runtime(plan, options, show) as rt:
+            for note in rt.notes:
+                print(f"voxc: {note}", file=streams.err)
+            return await rt.run(flow, raw_input, args.run_id)
+
+    result = anyio.run(go)
+    return report(result, args, streams)
+
+
+def read_input(text: str | None) -> dict:
+    if text is None:
+        return {}
+    if text.startswith("@"):
+        try:
+            with open(text[1:], encoding="utf-8") as f:
+                text = f.read()
+        except OSError as e:
+            raise InputError(f"cannot read {text[1:]}: {e.strerror or e}") from None
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise InputError(f"--input is not valid JSON: {e.msg} at line {e.lineno} column {e.colno}") from None
+    if not isinstance(value, dict):
+        raise InputError("--input is a JSON object of the flow's arguments, as in '{\"ticket\": {...}}'")
+    return value
+
+
+def report(result, args, streams: Streams) -> int:
+    from dataclasses import asdict
+
+    if args.json:
+        print(json.dumps(asdict(result), indent=2, ensure_ascii=False), file=streams.out)
+    elif result.status == "ok":
+        print(json.dumps(result.output, indent=2, ensure_ascii=False), file=streams.out)
+    if result.status == "ok":
+        spent = result.spent.get("cost_micros", 0) if result.spent else 0
+        print(f"voxc: run {result.run_id} finished; spent {format_money(spent)}", file=streams.err)
+        return EXIT_OK
+    if result.status == "waiting":
+        w = result.waiting or {}
+        print(f"voxc: run {result.run_id} is waiting for approval of `{w.get('tool')}` at {w.get('step')}\n"
+              f"  arguments: {json.dumps(w.get('arguments'), ensure_ascii=False)}\n"
+              f"  approve it with: voxc approve {result.run_id}   (or deny: voxc approve {result.run_id} --deny)",
+              file=streams.err)
+        return EXIT_WAITING
+    e = result.error or {}
+    where = f" at {e['step']}" if e.get("step") else ""
+    print(f"voxc: run {result.run_id} failed{where}: {e.get('message')}", file=streams.err)
+    return EXIT_FAILED

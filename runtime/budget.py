@@ -1,0 +1,490 @@
+"""Reservations against nested budget caps: the runtime half of "budgets compose".
+
+A :class:`BudgetScope` is one flow run or one agent call. Scopes nest (an agent inside a flow, a
+flow inside a flow) and each may cap any of four counted dimensions:
+
+==================  ===================================  =====================
+dimension           counts                               Vox cap
+==================  ===================================  =====================
+``cost_micros``     money, integer micro-dollars         ``cost``
+``tokens``          input plus output tokens             ``tokens``
+``model_calls``     model calls                          ``steps``
+``tool_calls``      tool calls                           ``tool_calls``
+==================  ===================================  =====================
+
+plus wall time, held as a deadline on the monotonic clock.
+
+The rules (they are the compiler's, see ``spec/budgets.md``):
+
+* **A call reserves its caps when it starts.** Opening a child scope reserves the child's
+  declared caps from its parent, whole, up front; :meth:`BudgetScope.close` gives back the part
+  the child did not spend. A dimension the child does not cap is drawn from the parent (and on
+  up to the nearest ancestor that caps it) one reservation at a time.
+* **Reserve before, settle after.** Before a model call the executor reserves the estimate (the
+  prompt counted with the model's tokenizer plus the whole ``max_output``, and the price of
+  that); :meth:`Reservation.settle` replaces the estimate by the reported usage. A reservation
+  that does not fit raises :class:`BudgetExceeded` and changes nothing, so caps never overshoot,
+  however many ``par`` branches race.
+* **Estimates are built to be over-estimates.** Should a provider report more than was reserved,
+  the actual is charged anyway (money spent is spent) and an :class:`Overshoot` is recorded on
+  the scope, where the live view and the trace show it. It is never silent.
+
+Every operation is synchronous and takes one lock per scope tree, so it is atomic both under
+anyio's single-threaded scheduling and if a thread should touch the ledger.
+
+>>> flow = BudgetScope("flow triage", {"tokens": 1_000})
+>>> agent = flow.open_child("agent resolver", {"tokens": 600})
+>>> flow.left["tokens"]
+400
+>>> r = agent.reserve(tokens=500, model_calls=1, what="model call gpt-4o-mini")
+>>> r.settle(cost_micros=0, tokens=320)
+>>> agent.close()
+>>> flow.spent["tokens"], flow.left["tokens"]
+(320, 680)
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+DIMENSIONS: tuple[str, ...] = ("cost_micros", "tokens", "model_calls", "tool_calls")
+_INDEX = {name: i for i, name in enumerate(DIMENSIONS)}
+_N = len(DIMENSIONS)
+COST, TOKENS, MODEL_CALLS, TOOL_CALLS = range(_N)
+
+# How a dimension is named in Vox source, for messages a user reads.
+CAP_NAMES = {"cost_micros": "cost", "tokens": "tokens", "model_calls": "steps", "tool_calls": "tool_calls"}
+
+Clock = Callable[[], float]
+
+
+def format_amount(dimension: str, amount: int) -> str:
+    """An amount as a person reads it.
+
+    >>> format_amount("cost_micros", 1_250)
+    '$0.001250'
+    >>> format_amount("tokens", 30_000)
+    '30,000 tokens'
+    """
+    if dimension == "cost_micros":
+        sign = "-" if amount < 0 else ""
+        dollars, micros = divmod(abs(amount), 1_000_000)
+        return f"{sign}${dollars:,}.{micros:06d}"
+    if dimension == "wall_ms":
+        return f"{amount:,} ms"
+    unit = {"tokens": "tokens", "model_calls": "model calls", "tool_calls": "tool calls"}[dimension]
+    return f"{amount:,} {unit}"
+
+
+class BudgetExceeded(Exception):
+    """A reservation (or a child's up-front reservation) that does not fit a cap.
+
+    Nothing was changed when this is raised. ``dimension`` is one of :data:`DIMENSIONS` or
+    ``"wall_ms"`` (the scope's deadline has passed).
+    """
+
+    def __init__(self, scope: str, dimension: str, needed: int, left: int, cap: int, what: str):
+        self.scope = scope
+        self.dimension = dimension
+        self.needed = needed
+        self.left = left
+        self.cap = cap
+        self.what = what
+        if dimension == "wall_ms":
+            message = (
+                f"budget exceeded: {scope} is out of wall time (cap `wall` of "
+                f"{format_amount('wall_ms', cap)} reached); refused {what}"
+            )
+        else:
+            message = (
+                f"budget exceeded: {what} needs {format_amount(dimension, needed)} but {scope} has "
+                f"{format_amount(dimension, max(left, 0))} left of its `{CAP_NAMES[dimension]}` cap "
+                f"of {format_amount(dimension, cap)}"
+            )
+        super().__init__(message)
+
+
+class ScopeClosed(RuntimeError):
+    """A reservation or child was asked of a scope that is already closed (an executor bug)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Overshoot:
+    """Spend beyond what was reserved, or beyond a cap. Recorded, never silent.
+
+    ``kind`` is ``"estimate"`` (a call's actual use was more than its reservation; recorded on
+    the scope that reserved) or ``"cap"`` (that excess took a scope over its cap; recorded on
+    the capped scope). ``reserved`` is the reservation (for ``"cap"``: the cap), ``actual`` the
+    actual use (for ``"cap"``: the scope's use after the charge).
+    """
+
+    kind: str
+    scope: str
+    dimension: str
+    reserved: int
+    actual: int
+    what: str
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "kind": self.kind,
+            "scope": self.scope,
+            "dimension": self.dimension,
+            "reserved": self.reserved,
+            "actual": self.actual,
+            "what": self.what,
+        }
+
+
+def _check_caps(caps: dict[str, int | None] | None) -> list[int | None]:
+    out: list[int | None] = [None] * _N
+    for name, value in (caps or {}).items():
+        if name not in _INDEX:
+            raise ValueError(f"unknown budget dimension {name!r}; expected one of {', '.join(DIMENSIONS)}")
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(f"budget cap {name} must be a non-negative integer, got {value!r}")
+        out[_INDEX[name]] = value
+    return out
+
+
+class BudgetScope:
+    """One flow run or agent call: caps, what is spent, what is reserved, a deadline.
+
+    Create the root (a flow run) directly; create nested scopes with :meth:`open_child`, which
+    reserves the child's caps from this scope first. Passing ``parent`` to the constructor does
+    the same.
+    """
+
+    __slots__ = (
+        "name",
+        "parent",
+        "deadline",
+        "closed",
+        "overshoots",
+        "_caps",
+        "_spent",
+        "_reserved",
+        "_held",
+        "_charge",
+        "_children",
+        "_lock",
+        "_clock",
+        "_wall_ms",
+    )
+
+    def __init__(
+        self,
+        name: str,
+        caps: dict[str, int | None] | None = None,
+        parent: BudgetScope | None = None,
+        deadline: float | None = None,
+        *,
+        clock: Clock | None = None,
+    ):
+        self.name = name
+        self.parent = parent
+        self._caps = _check_caps(caps)
+        self._spent = [0] * _N
+        self._reserved = [0] * _N  # outstanding reservations made here or drawn through here
+        self._held = [0] * _N  # up-front reservations of open capped descendants
+        self._charge = [0] * _N  # what this scope holds in its parent's chain, per capped dimension
+        self._children: list[BudgetScope] = []
+        self.overshoots: list[Overshoot] = []
+        self.closed = False
+        self._wall_ms: int | None = None
+        if parent is None:
+            self._lock = threading.Lock()
+            self._clock = clock or time.monotonic
+            self.deadline = deadline
+            return
+        self._lock = parent._lock
+        self._clock = clock or parent._clock
+        if parent.deadline is not None and (deadline is None or parent.deadline < deadline):
+            deadline = parent.deadline
+        self.deadline = deadline
+        with self._lock:
+            if parent.closed:
+                raise ScopeClosed(f"cannot open {name} inside {parent.name}: it is closed")
+            parent._check_deadline(f"starting {name}")
+            holds = [(i, cap) for i, cap in enumerate(self._caps) if cap is not None]
+            for i, cap in holds:
+                parent._check_fits(i, cap, f"starting {name} (its `{CAP_NAMES[DIMENSIONS[i]]}` cap)")
+            for i, cap in holds:
+                self._charge[i] = cap
+                parent._bump(i, 0, 0, cap, name)
+            parent._children.append(self)
+
+    # -- opening and closing -------------------------------------------------------------
+
+    def open_child(self, name: str, caps: dict[str, int | None] | None = None, wall_ms: int | None = None) -> BudgetScope:
+        """Open a nested scope, reserving its ``caps`` from this one up front.
+
+        Its deadline is the earlier of this scope's and ``now + wall_ms``. Raises
+        :class:`BudgetExceeded` (and opens nothing) when this scope cannot cover the caps.
+        """
+        deadline = None
+        if wall_ms is not None:
+            if isinstance(wall_ms, bool) or not isinstance(wall_ms, int) or wall_ms < 0:
+                raise ValueError(f"wall_ms must be a non-negative integer, got {wall_ms!r}")
+            deadline = self._clock() + wall_ms / 1000
+        child = BudgetScope(name, caps, self, deadline)
+        child._wall_ms = wall_ms
+        return child
+
+    def close(self) -> None:
+        """Give the unused part of the up-front reservation back to the parent. Idempotent.
+
+        The scope's spend stays charged to the parent. Open children are closed first.
+        Reservations still outstanding stay reserved in the parent's chain and settle there.
+        """
+        for child in list(self._children):
+            child.close()
+        with self._lock:
+            if self.closed:
+                return
+            self.closed = True
+            parent = self.parent
+            if parent is None:
+                return
+            for i in range(_N):
+                if self._caps[i] is None:
+                    continue
+                # Hand the parent this scope's real use in place of its hold.
+                parent._bump(i, self._reserved[i], self._spent[i], -self._charge[i], self.name)
+                self._charge[i] = 0
+            parent._children.remove(self)
+
+    def __enter__(self) -> BudgetScope:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- reserving -----------------------------------------------------------------------
+
+    def reserve(
+        self,
+        cost_micros: int = 0,
+        tokens: int = 0,
+        model_calls: int = 0,
+        tool_calls: int = 0,
+        what: str = "a call",
+    ) -> Reservation:
+        """Reserve amounts against this scope and every ancestor it draws from, or raise.
+
+        Atomic: when any cap (or the deadline) would be exceeded, :class:`BudgetExceeded` says
+        which, and nothing changes.
+        """
+        amounts = [cost_micros, tokens, model_calls, tool_calls]
+        for a in amounts:
+            if a.__class__ is not int or a < 0:
+                raise ValueError(f"reservation amounts must be non-negative integers, got {amounts!r}")
+        with self._lock:
+            if self.closed:
+                raise ScopeClosed(f"cannot reserve {what} in {self.name}: it is closed")
+            self._check_deadline(what)
+            for i in range(_N):
+                if amounts[i]:
+                    self._check_fits(i, amounts[i], what)
+            for i in range(_N):
+                if amounts[i]:
+                    self._bump(i, amounts[i], 0, 0, what)
+        return Reservation(self, amounts, what)
+
+    def fits(self, cost_micros: int = 0, tokens: int = 0, model_calls: int = 0, tool_calls: int = 0) -> bool:
+        """Whether :meth:`reserve` would succeed now (for routing; reserve is still the check)."""
+        try:
+            with self._lock:
+                self._check_deadline("")
+                for i, a in enumerate((cost_micros, tokens, model_calls, tool_calls)):
+                    if a:
+                        self._check_fits(i, a, "")
+        except BudgetExceeded:
+            return False
+        return True
+
+    # -- the live view ---------------------------------------------------------------------
+
+    @property
+    def caps(self) -> dict[str, int]:
+        return {d: c for d, c in zip(DIMENSIONS, self._caps) if c is not None}
+
+    @property
+    def spent(self) -> dict[str, int]:
+        """Settled use, this scope's and its descendants' (closed ones, and uncapped dimensions)."""
+        return dict(zip(DIMENSIONS, self._spent))
+
+    @property
+    def reserved(self) -> dict[str, int]:
+        """Outstanding reservations plus the up-front holds of open children."""
+        return {d: r + h for d, r, h in zip(DIMENSIONS, self._reserved, self._held)}
+
+    @property
+    def left(self) -> dict[str, int | None]:
+        """What may still be reserved here, per dimension; ``None`` where nothing caps it.
+
+        For a dimension this scope does not cap, that is what its nearest capped ancestor has left.
+        """
+        with self._lock:
+            return {d: self._left(i) for i, d in enumerate(DIMENSIONS)}
+
+    def time_left_ms(self) -> int | None:
+        """Milliseconds to the deadline (0 once past), or ``None`` without one."""
+        if self.deadline is None:
+            return None
+        return max(0, int((self.deadline - self._clock()) * 1000))
+
+    def snapshot(self, children: bool = False) -> dict[str, object]:
+        """A JSON-ready picture of the scope (and, with ``children``, its open descendants)."""
+        with self._lock:
+            out: dict[str, object] = {
+                "name": self.name,
+                "caps": self.caps,
+                "spent": self.spent,
+                "reserved": self.reserved,
+                "left": {d: self._left(i) for i, d in enumerate(DIMENSIONS)},
+                "time_left_ms": self.time_left_ms(),
+                "closed": self.closed,
+                "overshoots": [o.as_dict() for o in self.overshoots],
+            }
+            kids = list(self._children)
+        if children:
+            out["children"] = [c.snapshot(children=True) for c in kids]
+        return out
+
+    def __repr__(self) -> str:
+        return f"BudgetScope({self.name!r}, caps={self.caps}, spent={self.spent}, reserved={self.reserved})"
+
+    # -- internals (call with the lock held) -----------------------------------------------
+
+    def _used(self, i: int) -> int:
+        return self._spent[i] + self._reserved[i] + self._held[i]
+
+    def _anchor(self, i: int) -> BudgetScope | None:
+        """The scope whose cap bounds dimension ``i`` here: the nearest open one capping it."""
+        s: BudgetScope | None = self
+        while s is not None:
+            if s._caps[i] is not None and not s.closed:
+                return s
+            s = s.parent
+        return None
+
+    def _left(self, i: int) -> int | None:
+        a = self._anchor(i)
+        if a is None:
+            return None
+        return a._caps[i] - a._used(i)  # type: ignore[operator]
+
+    def _check_fits(self, i: int, amount: int, what: str) -> None:
+        a = self._anchor(i)
+        if a is None:
+            return
+        cap = a._caps[i]
+        left = cap - a._used(i)  # type: ignore[operator]
+        if amount > left:
+            raise BudgetExceeded(a.name, DIMENSIONS[i], amount, left, cap, what)  # type: ignore[arg-type]
+
+    def _check_deadline(self, what: str) -> None:
+        if self.deadline is not None and self._clock() >= self.deadline:
+            s: BudgetScope | None = self
+            while s is not None and s._wall_ms is None:
+                s = s.parent
+            name, wall = (s.name, s._wall_ms) if s is not None else (self.name, 0)
+            raise BudgetExceeded(name, "wall_ms", 0, 0, wall or 0, what)
+
+    def _bump(self, i: int, d_reserved: int, d_spent: int, d_held: int, what: str) -> None:
+        """Apply a change in dimension ``i`` here and up to the scope whose cap bounds it."""
+        s: BudgetScope | None = self
+        while s is not None:
+            s._reserved[i] += d_reserved
+            s._spent[i] += d_spent
+            s._held[i] += d_held
+            cap = s._caps[i]
+            if cap is None or s.closed:
+                s = s.parent
+                continue
+            used = s._spent[i] + s._reserved[i] + s._held[i]
+            if used > cap and d_reserved + d_spent + d_held > 0:
+                s.overshoots.append(Overshoot("cap", s.name, DIMENSIONS[i], cap, used, what))
+            parent = s.parent
+            if parent is not None:
+                # A capped scope holds its cap in its parent's chain, or its use if that is more
+                # (after an overshoot), so that the excess is charged upwards too.
+                charge = cap if used <= cap else used
+                delta = charge - s._charge[i]
+                if delta:
+                    s._charge[i] = charge
+                    d_reserved, d_spent, d_held = 0, 0, delta
+                    s = parent
+                    continue
+            return
+
+
+class Reservation:
+    """Amounts reserved by one call; settle them to the actual use, or release them."""
+
+    __slots__ = ("scope", "amounts", "what", "state", "actual")
+
+    def __init__(self, scope: BudgetScope, amounts: list[int], what: str):
+        self.scope = scope
+        self.amounts = amounts
+        self.what = what
+        self.state = "open"  # open | settled | released
+        self.actual: list[int] | None = None
+
+    def settle(self, cost_micros: int, tokens: int) -> None:
+        """Replace the estimate by the actual use. Idempotent (a second settle does nothing).
+
+        ``model_calls`` and ``tool_calls`` are charged as reserved. An actual above the estimate
+        is charged anyway and recorded as an :class:`Overshoot` (reservations are meant to be
+        over-estimates, so this points at a wrong estimate or a wrong price).
+        """
+        for a in (cost_micros, tokens):
+            if a.__class__ is not int or a < 0:
+                raise ValueError(f"settled amounts must be non-negative integers, got {(cost_micros, tokens)!r}")
+        scope = self.scope
+        with scope._lock:
+            if self.state != "open":
+                return
+            self.state = "settled"
+            res = self.amounts
+            actual = [cost_micros, tokens, res[MODEL_CALLS], res[TOOL_CALLS]]
+            self.actual = actual
+            for i in range(_N):
+                if res[i] or actual[i]:
+                    if actual[i] > res[i]:
+                        scope.overshoots.append(
+                            Overshoot("estimate", scope.name, DIMENSIONS[i], res[i], actual[i], self.what)
+                        )
+                    scope._bump(i, -res[i], actual[i], 0, self.what)
+
+    def release(self) -> None:
+        """Give the whole reservation back (the call failed before spending). Idempotent."""
+        scope = self.scope
+        with scope._lock:
+            if self.state != "open":
+                return
+            self.state = "released"
+            for i in range(_N):
+                if self.amounts[i]:
+                    scope._bump(i, -self.amounts[i], 0, 0, self.what)
+
+    def __enter__(self) -> Reservation:
+        return self
+
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        """Release on an exception; without one, an unsettled reservation is charged in full."""
+        if exc_type is not None:
+            self.release()
+        else:
+            self.settle(self.amounts[COST], self.amounts[TOKENS])
+
+    def __repr__(self) -> str:
+        shown = {d: a for d, a in zip(DIMENSIONS, self.amounts) if a}
+        return f"Reservation({self.scope.name!r}, {shown}, {self.what!r}, {self.state})"
+

@@ -1,0 +1,450 @@
+"""One call of an agent: the model/tool loop, structured output, receipts and gates.
+
+The loop: send the conversation to the current model of the chain; run the tools it asks for and
+send their results back; when it answers, read the answer against the agent's result type (one
+repair request if it does not fit), check every receipt it names against the run's ledger, then
+run the gates. Every model call reserves its worst case first (the prompt's tokens counted with
+the model's tokenizer, plus its whole `max_output`) and settles to the usage reported.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import asdict
+from typing import TYPE_CHECKING, Any
+
+from vox.compiler.plan.ir import ListType, OptionalType, ReceiptType
+from vox.compiler.plan.model import Agent, Model, RecordDef
+from vox.runtime.budget import BudgetExceeded, BudgetScope
+from vox.runtime.executor.errors import (
+    Abstained,
+    BudgetRefused,
+    FabricatedReceipt,
+    GateHalted,
+    InvalidOutput,
+    ModelFailed,
+    ToolFailed,
+)
+from vox.runtime.executor.interpreter import Frame
+from vox.runtime.executor.values import ValueMismatch, from_json, render, resolve, to_json
+from vox.runtime.providers.messages import (
+    Message,
+    ModelRequest,
+    ModelResponse,
+    TokenLogprob,
+    ToolCall,
+    ToolSpec,
+    Usage,
+)
+from vox.runtime.tokens import count_request
+
+if TYPE_CHECKING:
+    from vox.runtime.executor.run import Run
+
+MAX_REPAIRS = 1  # a reply that does not fit the result type gets one request to fix it
+DEFAULT_MAX_OUTPUT = 1_024  # for a model that declares no `max_output`
+
+
+def cost_of(tokens: int, micros_per_million: int) -> int:
+    return -(-tokens * micros_per_million // 1_000_000)
+
+
+def price_of(model: Model, usage: Usage) -> int:
+    """What a call cost, from the usage the provider reported (cached input at its own price)."""
+    price = model.price
+    if price is None or price.free:
+        return 0
+    cached = usage.cached_input_tokens
+    cached_price = price.cached_input_micros if price.cached_input_micros is not None else price.input_micros
+    return (cost_of(usage.input_tokens - cached, price.input_micros) + cost_of(cached, cached_price)
+            + cost_of(usage.output_tokens, price.output_micros))
+
+
+class AgentCall:
+    def __init__(self, run: "Run", agent: Agent, args: dict, scope: BudgetScope, step: str):
+        self.run = run
+        self.plan = run.plan
+        self.agent = agent
+        self.args = args
+        self.scope = scope
+        self.step = step
+        self.chain = (agent.model, *agent.fallback)
+        self.model_index = 0
+        self.model_calls = 0
+        self.tool_calls = 0
+        self.observations: list[str] = []
+        self.tools = tuple(ToolSpec(name, f"tool `{name}`", self.plan.tools[name].params_schema)
+                           for name in agent.tools)
+
+    # ---- the loop --------------------------------------------------------------------------------
+
+    async def answer(self) -> Any:
+        base = self.opening()
+        messages = list(base)
+        repairs = 0
+        retried: dict[tuple[str, int], int] = {}
+        while True:
+            response = await self.model_call(messages)
+            if response.tool_calls:
+                messages.append(Message("assistant", response.text, response.tool_calls))
+                for call in response.tool_calls:
+                    messages.append(await self.tool_call(call))
+                continue
+            try:
+                value = self.read_output(response.text)
+            except (ValueMismatch, ValueError) as problem:
+                if repairs >= MAX_REPAIRS:
+                    raise InvalidOutput(f"`{self.agent.name}`'s answer does not fit `{_type_name(self.agent)}`: "
+                                        f"{problem}", self.step) from None
+                repairs += 1
+                messages += [Message("assistant", response.text or "(empty)"),
+                             Message("user", f"That answer is not valid: {problem}. Reply again with JSON that "
+                                             "matches the schema exactly.")]
+                continue
+            self.check_receipts(value)
+            failed = await self.gates(value, response)
+            if failed is None:
+                return value
+            gate, index, check = failed
+            where = f"gate `{gate}`, check {index + 1} (line {check.line})"
+            if check.action == "retry":
+                used = retried.get((gate, index), 0)
+                if used < (check.retries or 1):
+                    retried[(gate, index)] = used + 1
+                    messages += [Message("assistant", response.text),
+                                 Message("user", "That answer did not pass a quality check. Reconsider and answer "
+                                                 "again, following the instructions exactly.")]
+                    self.run.emit("gate_retry", step=self.step, gate=gate, check=index)
+                    continue
+                raise GateHalted(f"`{self.agent.name}` still failed {where} after {used} retries", self.step)
+            if check.action == "fallback":
+                self.model_index += 1
+                if self.model_index >= len(self.chain):
+                    raise Abstained(f"`{self.agent.name}` failed {where} on its last model", self.step)
+                self.run.emit("gate_fallback", step=self.step, gate=gate, model=self.chain[self.model_index])
+                messages = list(base)
+                continue
+            if check.action == "ask_human":
+                await self.run.approve_gate(self.agent.name, gate, self.step, to_json(value, self.agent.result, self.plan.types))
+                return value
+            if check.action == "abstain":
+                raise Abstained(f"`{self.agent.name}` abstained: {where}", self.step)
+            raise GateHalted(f"`{self.agent.name}` failed {where}", self.step)
+
+    def opening(self) -> list[Message]:
+        """The system prompt (if any) and the rendered prompt; the prompt is a stable prefix.
+        Both are the first of the agent's `observations`, before the results of its tools."""
+        out = []
+        if self.agent.system is not None:
+            out.append(Message("system", self.fill(self.agent.system), cache=True))
+        prompt = self.fill(self.agent.prompt) if self.agent.prompt is not None else ""
+        out.append(Message("user", prompt, cache=bool(self.agent.tools)))
+        if not self.observations:
+            self.observations.extend(m.content for m in out)
+        return out
+
+    def fill(self, template) -> str:
+        parts = []
+        params = {p.name: p.type for p in self.agent.params}
+        for part in template.parts:
+            if part.part == "text":
+                parts.append(part.text)
+                continue
+            value, ty = self.args.get(part.path[0]), params.get(part.path[0])
+            for name in part.path[1:]:
+                definition = resolve(ty, self.plan.types)
+                ty = next((f.type for f in definition.fields if f.name == name), None) \
+                    if isinstance(definition, RecordDef) else None
+                value = None if value is None else value.get(name)
+            parts.append("none" if value is None else render(value, ty, self.plan.types))
+        return "".join(parts)
+
+    # ---- model calls ------------------------------------------------------------------------------
+
+    @property
+    def model(self) -> Model:
+        return self.plan.models[self.chain[self.model_index]]
+
+    def request(self, messages, model: Model, *, schema=None, name=None, tools=None, temperature=None) -> ModelRequest:
+        signals = set(self.agent.signals)
+        logprobs = bool(signals & {"confidence", "entropy"}) and "logprobs" in model.capabilities
+        return ModelRequest(
+            model=model.model_id,
+            messages=tuple(messages),
+            max_output=model.max_output or DEFAULT_MAX_OUTPUT,
+            tools=self.tools if tools is None else tools,
+            output_schema=self.agent.output_schema if schema is None else schema,
+            output_name=name or self.agent.name,
+            temperature=self.agent.temperature if temperature is None else temperature,
+            logprobs=logprobs,
+            top_logprobs=5 if logprobs and "entropy" in signals else 0,
+            metadata={"run": self.run.run_id, "agent": self.agent.name, "step": self.step},
+        )
+
+    async def model_call(self, messages, **overrides) -> ModelResponse:
+        """One model call on the current model, falling back along the chain when a model fails."""
+        while True:
+            model = self.model
+            try:
+                return await self.call_model(model, self.request(messages, model, **overrides))
+            except ModelFailed as failure:
+                if self.model_index + 1 >= len(self.chain):
+                    raise
+                self.model_index += 1
+                self.run.emit("fallback", step=self.step, failed=model.name, error=failure.message,
+                              model=self.chain[self.model_index])
+
+    async def call_model(self, model: Model, request: ModelRequest) -> ModelResponse:
+        provider = self.plan.providers[model.provider]
+        prompt = count_request(model.model_id, provider.protocol, request.messages, request.tools,
+                               request.output_schema)
+        price = model.price
+        worst = 0 if price is None or price.free else (cost_of(prompt, price.input_micros)
+                                                       + cost_of(request.max_output, price.output_micros))
+        name = f"{self.step}/model[{self.model_calls}]"
+        self.model_calls += 1
+        try:
+            reservation = self.scope.reserve(cost_micros=worst, tokens=prompt + request.max_output, model_calls=1,
+                                             what=f"a call of `{model.name}` for `{self.agent.name}`")
+        except BudgetExceeded as e:
+            raise BudgetRefused(str(e), name) from None
+        self.run.emit("model_start", step=name, model=model.name, reserved=worst)
+        try:
+            data = await self.run.services.journal.step(name, lambda: self._complete(model.name, request))
+        except BaseException:
+            reservation.release()
+            raise
+        if "error" in data:
+            reservation.release()
+            raise ModelFailed(f"`{model.name}` failed: {data['error']}", name)
+        response = response_from_dict(data)
+        spent = price_of(model, response.usage)
+        reservation.settle(spent, response.usage.input_tokens + response.usage.output_tokens)
+        self.run.emit("model_end", step=name, model=model.name, cost=spent, usage=asdict(response.usage))
+        return response
+
+    async def _complete(self, model: str, request: ModelRequest) -> dict:
+        """The durable step: the provider's answer, or its failure, as JSON."""
+        from vox.runtime.providers import ProviderError
+
+        try:
+            return asdict(await self.run.services.models.complete(model, request))
+        except ProviderError as e:
+            return {"error": str(e)}
+
+    # ---- tools -----------------------------------------------------------------------------------
+
+    async def tool_call(self, call: ToolCall) -> Message:
+        """Run a tool the model asked for; its result (or why it failed) goes back as a message."""
+        tool = self.plan.tools.get(call.name)
+        step = f"{self.step}/tool[{self.tool_calls}].{call.name}"
+        self.tool_calls += 1
+        if tool is None or call.name not in self.agent.tools:
+            return _tool_message(call, {"error": f"there is no tool `{call.name}`"}, True)
+        try:
+            args = {p.name: from_json(call.arguments.get(p.name), p.type, self.plan.types, f"$.{p.name}")
+                    for p in tool.params}
+            unknown = sorted(set(call.arguments) - {p.name for p in tool.params})
+            if unknown:
+                raise ValueMismatch(f"$.{unknown[0]}", "no such parameter")
+        except ValueMismatch as e:
+            return _tool_message(call, {"error": f"invalid arguments: {e}"}, True)
+        try:
+            value, receipt = await self.run.tool_step(tool, args, self.scope, step)
+        except ToolFailed as e:
+            return _tool_message(call, {"error": e.message}, True)
+        content = {"result": to_json(value, tool.result, self.plan.types)}
+        if receipt:
+            content["receipt"] = receipt
+        self.observations.append(json.dumps(content["result"], ensure_ascii=False))
+        return _tool_message(call, content, False)
+
+    # ---- the answer ------------------------------------------------------------------------------
+
+    def read_output(self, text: str) -> Any:
+        data = json.loads(text) if text.strip() else None
+        if self.agent.output_wrapped:
+            if not isinstance(data, dict) or "value" not in data:
+                raise ValueMismatch("$", 'expected an object {"value": ...}')
+            data = data["value"]
+        return from_json(data, self.agent.result, self.plan.types)
+
+    def check_receipts(self, value: Any) -> None:
+        """Every receipt the answer names must be in the run's ledger, for the right tool."""
+        for receipt, tool in _receipts(value, self.agent.result, self.plan.types):
+            if not self.run.receipt_known(receipt, tool):
+                raise FabricatedReceipt(
+                    f"`{self.agent.name}` claims receipt {receipt!r} of `{tool}`, but no call of `{tool}` in this "
+                    "run was signed with it: the model claimed an action that did not happen", self.step)
+
+    async def gates(self, value: Any, response: ModelResponse):
+        """The first failing check as (gate, index, check), or None when every check passes."""
+        signals = Signals(self, value, response)
+        for name in self.agent.gates:
+            gate = self.plan.gates[name]
+            frame = Frame(None, {gate.param.name: value} if gate.param else {}, self.scope,
+                          signals=signals.read)
+            for index, check in enumerate(gate.checks):
+                if not await self.run.interpreter.eval(check.cond, frame):
+                    self.run.emit("gate_failed", step=self.step, gate=name, check=index, action=check.action)
+                    return name, index, check
+        return None
+
+
+class Signals:
+    """The runtime signals a gate reads, for one answer (computed on first use)."""
+
+    def __init__(self, call: AgentCall, value: Any, response: ModelResponse):
+        self.call = call
+        self.value = value
+        self.response = response
+
+    async def read(self, name: str, args: dict) -> Any:
+        if name == "confidence":
+            return confidence(self.response.logprobs)
+        if name == "entropy":
+            return entropy(self.response.logprobs, int(args.get("window", 16)))
+        if name == "receipts_ok":
+            return True  # the answer's receipts were verified before the gates ran
+        if name == "observations":
+            return list(self.call.observations)
+        if name == "grounded":
+            return grounded(args.get("text") or "", args.get("sources") or [])
+        if name == "consistency":
+            return await self.consistency(int(args.get("n", 3)))
+        if name == "judge":
+            return await self.judge(args["model"], args.get("rubric", ""))
+        raise GateHalted(f"unknown signal `{name}`", self.call.step)
+
+    async def consistency(self, n: int) -> float:
+        """The share of ``n`` answers (this one and n-1 fresh samples) equal to this one."""
+        call = self.call
+        answer = json.dumps(to_json(self.value, call.agent.result, call.plan.types), sort_keys=True)
+        same = 1
+        for _ in range(n - 1):
+            sample = await call.model_call(call.opening(), tools=())
+            try:
+                other = call.read_output(sample.text)
+            except (ValueMismatch, ValueError):
+                continue
+            same += json.dumps(to_json(other, call.agent.result, call.plan.types), sort_keys=True) == answer
+        return same / n
+
+    async def judge(self, model_name: str, rubric: str) -> bool:
+        call = self.call
+        model = call.plan.models[model_name]
+        answer = json.dumps(to_json(self.value, call.agent.result, call.plan.types), ensure_ascii=False)
+        messages = [Message("system", "You judge another model's answer against a rubric. Be strict."),
+                    Message("user", f"Rubric: {rubric}\n\nAnswer to judge:\n{answer}")]
+        schema = {"type": "object", "properties": {"pass": {"type": "boolean"}, "reason": {"type": "string"}},
+                  "required": ["pass", "reason"], "additionalProperties": False}
+        request = call.request(messages, model, schema=schema, name="verdict", tools=(), temperature=0)
+        metadata = {**request.metadata, "agent": f"{call.agent.name}.judge"}
+        request = ModelRequest(**{**asdict_shallow(request), "logprobs": False, "top_logprobs": 0, "metadata": metadata})
+        response = await call.call_model(model, request)
+        try:
+            return bool(json.loads(response.text)["pass"])
+        except (ValueError, KeyError, TypeError):
+            return False
+
+
+def confidence(logprobs: tuple[TokenLogprob, ...] | None) -> float:
+    """exp of the mean token log-probability: 1.0 is certain. No logprobs: 0 (fail closed)."""
+    if not logprobs:
+        return 0.0
+    return math.exp(sum(t.logprob for t in logprobs) / len(logprobs))
+
+
+def entropy(logprobs: tuple[TokenLogprob, ...] | None, window: int) -> float:
+    """The highest mean token entropy (nats) over any ``window`` consecutive tokens, from each
+    token's top alternatives. No logprobs: infinity (fail closed)."""
+    if not logprobs:
+        return math.inf
+    per_token = []
+    for t in logprobs:
+        probs = [math.exp(lp) for _, lp in t.top] or [math.exp(t.logprob)]
+        total = sum(probs)
+        per_token.append(-sum(p / total * math.log(p / total) for p in probs if p > 0))
+    window = max(1, min(window, len(per_token)))
+    return max(sum(per_token[i:i + window]) / window for i in range(len(per_token) - window + 1))
+
+
+_CLAIM = re.compile(r"[^\W_]*\d[\w.,/-]*\w|\d")  # a token with a digit: an amount, a date, an id
+_NUMBER = re.compile(r"\d+(?:,\d{3})*(?:\.\d+)?")
+
+
+def grounded(text: str, sources: list[str]) -> bool:
+    """Whether every number and every id-like token of ``text`` (a word with a digit in it: an
+    amount, a date, an order number) also occurs in ``sources``; numbers compare by value, so
+    `49.90` matches `49.9`. This catches the hallucinations that cost money (an invented amount,
+    order or date); it does not judge paraphrase, for which gates use `judge`.
+
+    >>> grounded("A refund of $49.90 for order A-17.", ['{"total": "49.9", "id": "A-17"}'])
+    True
+    >>> grounded("A refund of $59.90.", ['{"total": "49.9"}'])
+    False
+    """
+    known = " ".join(str(s) for s in sources).lower()
+    numbers = {_value(n) for n in _NUMBER.findall(known)}
+    for claim in _CLAIM.findall(text.lower()):
+        claim = claim.rstrip(".,")
+        if claim in known:
+            continue
+        parts = _NUMBER.findall(claim)
+        if parts and _NUMBER.fullmatch(claim) and _value(claim) in numbers:
+            continue
+        return False
+    return True
+
+
+def _value(number: str):
+    from decimal import Decimal
+
+    return Decimal(number.replace(",", ""))
+
+
+def _receipts(value: Any, ty, types) -> list[tuple[str, str]]:
+    """Every (receipt id, tool) in ``value`` of type ``ty``."""
+    if value is None:
+        return []
+    t = resolve(ty, types)
+    if isinstance(t, OptionalType):
+        return _receipts(value, t.inner, types)
+    if isinstance(t, ReceiptType):
+        return [(value, t.tool)]
+    if isinstance(t, ListType):
+        return [r for v in value for r in _receipts(v, t.elem, types)]
+    if isinstance(t, RecordDef):
+        return [r for f in t.fields for r in _receipts(value.get(f.name), f.type, types)]
+    return []
+
+
+def _tool_message(call: ToolCall, content: dict, is_error: bool) -> Message:
+    return Message("tool", json.dumps(content, ensure_ascii=False), tool_call_id=call.id, tool_name=call.name,
+                   is_error=is_error)
+
+
+def _type_name(agent: Agent) -> str:
+    return getattr(agent.result, "name", None) or getattr(agent.result, "kind", "result")
+
+
+def asdict_shallow(request: ModelRequest) -> dict:
+    return {name: getattr(request, name) for name in request.__dataclass_fields__}
+
+
+def response_from_dict(data: dict) -> ModelResponse:
+    """A journaled response back as a :class:`ModelResponse`."""
+    logprobs = data.get("logprobs")
+    return ModelResponse(
+        text=data.get("text", ""),
+        tool_calls=tuple(ToolCall(c["id"], c["name"], c["arguments"], c.get("raw_arguments", ""))
+                         for c in data.get("tool_calls", ())),
+        usage=Usage(**data.get("usage", {})),
+        finish=data.get("finish", "stop"),
+        model=data.get("model", ""),
+        logprobs=None if logprobs is None else tuple(
+            TokenLogprob(t["token"], t["logprob"], tuple(tuple(x) for x in t.get("top", ()))) for t in logprobs),
+        provider_id=data.get("provider_id", ""),
+    )

@@ -1,0 +1,304 @@
+"""The flow interpreter: runs the plan's step IR deterministically.
+
+Each activation of a flow is a :class:`Frame` (its variables, its budget scope, where it is in the
+run's step names). Calls of agents, tools and flows are the only effects; each is a durable step
+named by its plan ``pos``, made unique per execution (loop iterations, nested flow calls) as
+spec/plan.md describes. Everything between calls is pure and replays identically.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+from vox.compiler.plan.ir import (
+    BinaryExpr,
+    CallExpr,
+    EnumExpr,
+    ExprStep,
+    FieldExpr,
+    ForExpr,
+    IfStep,
+    IndexExpr,
+    LetStep,
+    ListExpr,
+    ListType,
+    LitExpr,
+    OptionalType,
+    ParStep,
+    PlanType,
+    PrimType,
+    RateExpr,
+    ReceiptType,
+    RecordExpr,
+    RefExpr,
+    ReturnStep,
+    UnaryExpr,
+    VarExpr,
+)
+from vox.compiler.plan.model import Flow, Plan, RecordDef
+from vox.runtime.executor.errors import RunError
+from vox.runtime.executor.values import resolve
+
+if TYPE_CHECKING:
+    from vox.runtime.budget import BudgetScope
+    from vox.runtime.executor.run import Run
+
+
+class _Return(Exception):
+    def __init__(self, value: Any):
+        self.value = value
+
+
+@dataclass
+class Frame:
+    """One activation of a flow: its variables, budget scope and place among the run's steps."""
+
+    flow: Flow
+    env: dict[str, Any]
+    scope: "BudgetScope"
+    prefix: str = ""  # the calling step's name and "/", for a flow called from a flow
+    loops: list[tuple[str, int]] = field(default_factory=list)  # enclosing loops: (pos, iteration)
+    depth: dict[str, int] = field(default_factory=dict)  # activations of each flow on the stack
+    signals: Any = None  # in a gate: async (name, args) -> value of a runtime signal
+
+    def step_name(self, pos: str) -> str:
+        """The execution's step name: ``pos`` with each enclosing loop's iteration, after the caller's."""
+        name = pos
+        for loop_pos, i in sorted(self.loops, key=lambda li: -len(li[0])):
+            if name.startswith(loop_pos + "."):
+                name = f"{loop_pos}[{i}]" + name[len(loop_pos):]
+        return self.prefix + name
+
+    def child(self, **changes) -> "Frame":
+        values = {"flow": self.flow, "env": dict(self.env), "scope": self.scope, "prefix": self.prefix,
+                  "loops": list(self.loops), "depth": self.depth, "signals": self.signals}
+        values.update(changes)
+        return Frame(**values)
+
+
+class Interpreter:
+    """Evaluates expressions and steps of one run; calls go to the :class:`Run`."""
+
+    def __init__(self, run: "Run"):
+        self.run = run
+        self.plan: Plan = run.plan
+
+    # ---- flows -----------------------------------------------------------------------------------
+
+    async def flow(self, frame: Frame) -> Any:
+        try:
+            await self.block(frame.flow.body, frame)
+        except _Return as r:
+            return r.value
+        return None
+
+    async def block(self, steps, frame: Frame) -> None:
+        for step in steps:
+            await self.step(step, frame)
+
+    async def step(self, step, frame: Frame) -> None:
+        if isinstance(step, LetStep):
+            frame.env[step.name] = await self.eval(step.value, frame)
+        elif isinstance(step, ExprStep):
+            await self.eval(step.expr, frame)
+        elif isinstance(step, ReturnStep):
+            value = None
+            if step.value is not None:
+                value = await self.eval_into(step.value, frame.flow.result, frame)
+            raise _Return(value)
+        elif isinstance(step, IfStep):
+            if await self.eval(step.cond, frame):
+                await self.block(step.then, frame)
+            else:
+                await self.block(step.orelse, frame)
+        elif isinstance(step, ParStep):
+            await self.par(step, frame)
+
+    async def par(self, step: ParStep, frame: Frame) -> None:
+        """Branches run together; each sees the variables bound before the `par`, and the names
+        their `let`s bind are set once all have finished (in source order, whatever finished first)."""
+        results: list[Any] = [None] * len(step.branches)
+
+        async def branch(i: int, s) -> None:
+            expr = s.value if isinstance(s, LetStep) else s.expr
+            results[i] = await self.eval(expr, frame)
+
+        try:
+            async with anyio.create_task_group() as tg:
+                for i, s in enumerate(step.branches):
+                    tg.start_soon(branch, i, s)
+        except BaseExceptionGroup as group:
+            raise first_failure(group) from None
+        for s, value in zip(step.branches, results):
+            if isinstance(s, LetStep):
+                frame.env[s.name] = value
+
+    # ---- expressions -------------------------------------------------------------------------------
+
+    async def eval_into(self, expr, expected: PlanType | None, frame: Frame) -> Any:
+        """Evaluate ``expr`` where a value of ``expected`` goes: a call of tool `t` placed where a
+        `Receipt[t]` is expected gives the call's receipt, not its result (spec/types.md)."""
+        target = resolve(expected, self.plan.types) if expected is not None else None
+        if isinstance(target, OptionalType):
+            target = resolve(target.inner, self.plan.types)
+        if isinstance(target, ReceiptType) and isinstance(expr, CallExpr) and expr.kind == "tool":
+            return await self.run.call_tool(expr, await self.args(expr, frame), frame, want_receipt=True)
+        return await self.eval(expr, frame)
+
+    async def eval(self, e, frame: Frame) -> Any:
+        if isinstance(e, LitExpr):
+            return e.value
+        if isinstance(e, VarExpr):
+            return frame.env[e.name]
+        if isinstance(e, EnumExpr):
+            return e.variant
+        if isinstance(e, RefExpr):
+            return e.name
+        if isinstance(e, FieldExpr):
+            target = await self.eval(e.target, frame)
+            return None if target is None else target.get(e.name)
+        if isinstance(e, IndexExpr):
+            target = await self.eval(e.target, frame)
+            index = await self.eval(e.index, frame)
+            if not -len(target) <= index < len(target):
+                raise RunError(f"index {index} is outside a list of {len(target)} elements (line {_line(e)})")
+            return target[index]
+        if isinstance(e, RecordExpr):
+            return await self.record(e, frame)
+        if isinstance(e, ListExpr):
+            elem = e.type.elem if isinstance(e.type, ListType) else None
+            return [await self.eval_into(item, elem, frame) for item in e.items]
+        if isinstance(e, UnaryExpr):
+            value = await self.eval(e.operand, frame)
+            return (not value) if e.op == "not" else -value
+        if isinstance(e, BinaryExpr):
+            return await self.binary(e, frame)
+        if isinstance(e, CallExpr):
+            return await self.call(e, frame)
+        if isinstance(e, ForExpr):
+            return await self.loop(e, frame)
+        if isinstance(e, RateExpr):
+            return await self.eval(e.amount, frame)
+        raise RunError(f"cannot evaluate a `{getattr(e, 'node', type(e).__name__)}` expression")
+
+    async def record(self, e: RecordExpr, frame: Frame) -> dict:
+        definition = resolve(e.type, self.plan.types)
+        types = {f.name: f.type for f in definition.fields} if isinstance(definition, RecordDef) else {}
+        out = {name: None for name in types}
+        for f in e.fields:
+            out[f.name] = await self.eval_into(f.value, types.get(f.name), frame)
+        return out
+
+    async def binary(self, e: BinaryExpr, frame: Frame) -> Any:
+        left = await self.eval(e.left, frame)
+        if e.op == "and":
+            return bool(left) and bool(await self.eval(e.right, frame))
+        if e.op == "or":
+            return bool(left) or bool(await self.eval(e.right, frame))
+        right = await self.eval(e.right, frame)
+        exact = not (isinstance(e.type, PrimType) and e.type.name == "float")
+        return binary_op(e.op, left, right, _line(e), exact)
+
+    async def loop(self, e: ForExpr, frame: Frame) -> list:
+        """At most ``bound`` iterations, over the first elements of the list (spec/expressions.md)."""
+        items = list(await self.eval(e.iterable, frame))[: e.bound]
+        out = []
+        for i, item in enumerate(items):
+            inner = frame.child(loops=frame.loops + [(e.pos, i)] if e.pos else frame.loops)
+            inner.env[e.var] = item
+            await self.block(e.body, inner)
+            out.append(await self.eval(e.result, inner) if e.result is not None else None)
+        return out
+
+    async def args(self, e: CallExpr, frame: Frame) -> dict[str, Any]:
+        params = self.run.param_types(e)
+        return {a.name: await self.eval_into(a.value, params.get(a.name), frame) for a in e.args}
+
+    async def call(self, e: CallExpr, frame: Frame) -> Any:
+        if e.kind == "builtin":
+            return await self.builtin(e, frame)
+        if e.kind == "signal":
+            if frame.signals is None:
+                raise RunError(f"signal `{e.name}` can only be read in a gate (line {e.line})")
+            return await frame.signals(e.name, {a.name: await self.eval(a.value, frame) for a in e.args})
+        args = await self.args(e, frame)
+        if e.kind == "agent":
+            return await self.run.call_agent(e, args, frame)
+        if e.kind == "tool":
+            return await self.run.call_tool(e, args, frame)
+        if e.kind == "flow":
+            return await self.run.call_flow(e, args, frame)
+        raise RunError(f"unknown kind of call `{e.kind}` (line {e.line})")
+
+    async def builtin(self, e: CallExpr, frame: Frame) -> Any:
+        args = {a.name: a.value for a in e.args}
+        values = [await self.eval(a.value, frame) for a in e.args]
+        if e.name == "len":
+            return len(values[0])
+        if e.name in ("min", "max"):
+            items = values[0] if len(values) == 1 and isinstance(values[0], list) else values
+            if not items:
+                raise RunError(f"`{e.name}` of an empty list (line {e.line})")
+            return (min if e.name == "min" else max)(items)
+        if e.name == "redact":
+            return self.run.redact(values[0], e)
+        if e.name == "declassify":
+            reason = await self.eval(args["reason"], frame)
+            self.run.audit_declassify(e, reason)
+            return values[0]
+        if e.name == "receipt":
+            return self.run.mock_receipt(values[0])
+        raise RunError(f"unknown builtin `{e.name}`")
+
+
+def first_failure(group: BaseExceptionGroup) -> BaseException:
+    """The first real failure of a `par` (others are the branches it cancelled)."""
+    for exc in group.exceptions:
+        if isinstance(exc, BaseExceptionGroup):
+            return first_failure(exc)
+        if not isinstance(exc, anyio.get_cancelled_exc_class()):
+            return exc
+    return group.exceptions[0]
+
+
+def binary_op(op: str, left: Any, right: Any, line: int | None = None, exact: bool = True) -> Any:
+    """Arithmetic and comparison with the language's exact semantics: integer division rounds
+    toward zero (money and durations are integers) unless the result is a float (``exact`` False,
+    as for money / money); comparisons of numbers are exact.
+
+    >>> binary_op("/", -7, 2), binary_op("%", -7, 2), binary_op("/", 7, 2, exact=False)
+    (-3, -1, 3.5)
+    """
+    if op == "+":
+        return left + right
+    if op == "-":
+        return left - right
+    if op == "*":
+        return left * right
+    if op in ("/", "%"):
+        if right == 0:
+            raise RunError(f"division by zero (line {line})" if line else "division by zero")
+        if exact and isinstance(left, int) and isinstance(right, int) and not isinstance(left, bool):
+            quotient = abs(left) // abs(right) * (1 if (left >= 0) == (right >= 0) else -1)
+            return quotient if op == "/" else left - right * quotient
+        return left / right if op == "/" else left % right
+    if op == "==":
+        return left == right
+    if op == "!=":
+        return left != right
+    if op == "<":
+        return left < right
+    if op == "<=":
+        return left <= right
+    if op == ">":
+        return left > right
+    if op == ">=":
+        return left >= right
+    raise RunError(f"unknown operator `{op}`")
+
+
+def _line(e) -> int | None:
+    return getattr(e, "line", None)

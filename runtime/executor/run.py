@@ -1,0 +1,284 @@
+"""One run of a flow: the calls of agents, tools and flows, under budgets, receipts and approvals.
+
+:class:`Run` is what the interpreter calls for every effect. Each model call and each tool call
+is a durable step of the run's :class:`~vox.runtime.executor.journal.Journal`, named after its
+execution's step name; reservations are made before a step and settled from its recorded
+result, so a replayed run rebuilds exactly the same ledgers.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import anyio
+
+from vox.compiler.plan.ir import CallExpr
+from vox.compiler.plan.model import Agent, Plan, Tool
+from vox.runtime.budget import BudgetExceeded, BudgetScope
+from vox.runtime.executor.agent import AgentCall
+from vox.runtime.executor.errors import (
+    ApprovalDenied,
+    ApprovalNeeded,
+    BudgetRefused,
+    InputInvalid,
+    RunError,
+    ToolFailed,
+)
+from vox.runtime.executor.interpreter import Frame, Interpreter
+from vox.runtime.executor.journal import Journal
+from vox.runtime.executor.tools import ToolRunner
+from vox.runtime.executor.values import ValueMismatch, from_json, to_json
+from vox.runtime.pii import scrub_value
+
+
+def caps_of(caps) -> dict[str, int]:
+    """A plan's caps as the budget ledger's dimensions (wall time and depth are handled apart)."""
+    values = {"cost_micros": caps.cost_micros, "tokens": caps.tokens, "model_calls": caps.steps,
+              "tool_calls": caps.tool_calls}
+    return {k: v for k, v in values.items() if v is not None}
+
+
+@dataclass
+class Approvals:
+    """Which `approval: human` calls may go ahead: tools approved for the whole run (`--approve`,
+    a test's `approve:`), and decisions given for one step (`voxc approve`)."""
+
+    tools: frozenset[str] = frozenset()
+    decisions: dict[str, bool] = field(default_factory=dict)  # step name → approved
+
+
+@dataclass
+class Services:
+    """What a run needs from outside: models, tools, the receipt ledger, a journal, a clock of events."""
+
+    models: Any  # ModelRouter: complete(model_name, request, observer) -> ModelResponse
+    tools: ToolRunner
+    receipts: Any | None  # ReceiptLedger
+    journal: Journal
+    approvals: Approvals = field(default_factory=Approvals)
+    events: Callable[[dict], None] = lambda event: None
+    tool_mocks: dict[str, Any] = field(default_factory=dict)  # tool → mocked reply (tests)
+
+
+class Run:
+    def __init__(self, plan: Plan, services: Services, run_id: str):
+        self.plan = plan
+        self.services = services
+        self.run_id = run_id
+        self.root = BudgetScope(f"run {run_id}")
+        self.interpreter = Interpreter(self)
+        self.declassified: list[dict] = []
+        self.receipts: dict[str, str] = {}  # receipt id → tool, for the receipts this run made
+
+    # ---- entry ---------------------------------------------------------------------------------------
+
+    async def execute(self, flow_name: str, raw_input: dict[str, Any]) -> Any:
+        """Run ``flow_name`` on JSON input; return the flow's result as a runtime value."""
+        flow = self.plan.flows.get(flow_name)
+        if flow is None:
+            raise RunError(f"the program has no flow `{flow_name}`; flows: {', '.join(self.plan.flows) or 'none'}")
+        args = self.read_input(flow, raw_input)
+        frame = Frame(flow, {}, self.root)
+        return await self.enter_flow(flow, args, frame, prefix="")
+
+    def read_input(self, flow, raw: dict[str, Any]) -> dict[str, Any]:
+        if not isinstance(raw, dict):
+            raise InputInvalid(f"the input of `{flow.name}` is an object of its arguments, as in "
+                               + json.dumps({p.name: "..." for p in flow.params}))
+        unknown = sorted(set(raw) - {p.name for p in flow.params})
+        if unknown:
+            raise InputInvalid(f"`{flow.name}` has no parameter `{unknown[0]}`; it takes "
+                               + ", ".join(p.name for p in flow.params))
+        args = {}
+        for p in flow.params:
+            try:
+                args[p.name] = from_json(raw.get(p.name), p.type, self.plan.types, f"$.{p.name}")
+            except ValueMismatch as e:
+                raise InputInvalid(f"input {e.path}: {e.message}") from None
+        return args
+
+    # ---- flows -----------------------------------------------------------------------------------
+
+    async def call_flow(self, e: CallExpr, args: dict, frame: Frame) -> Any:
+        flow = self.plan.flows[e.name]
+        step = frame.step_name(e.pos)
+        return await self.enter_flow(flow, args, frame, prefix=step + "/")
+
+    async def enter_flow(self, flow, args: dict, caller: Frame, prefix: str) -> Any:
+        depth = caller.depth.get(flow.name, 0) + 1
+        limit = flow.caps.depth
+        if depth > (limit if limit is not None else 1):
+            raise BudgetRefused(f"`{flow.name}` would nest {depth} deep, more than its `depth` of {limit or 1}",
+                                prefix.rstrip("/") or flow.name)
+        scope = self._open(caller.scope, f"flow {flow.name}", flow.caps, prefix.rstrip("/") or flow.name)
+        frame = Frame(flow, dict(args), scope, prefix, [], {**caller.depth, flow.name: depth})
+        self.emit("flow_start", step=prefix.rstrip("/") or flow.name, flow=flow.name)
+        try:
+            with _deadline(scope):
+                return await self.interpreter.flow(frame)
+        finally:
+            scope.close()
+            self.emit("flow_end", step=prefix.rstrip("/") or flow.name, flow=flow.name, spent=scope.spent)
+
+    def _open(self, parent: BudgetScope, name: str, caps, step: str) -> BudgetScope:
+        try:
+            return parent.open_child(name, caps_of(caps), caps.wall_ms)
+        except BudgetExceeded as e:
+            raise BudgetRefused(str(e), step) from None
+
+    # ---- agents ----------------------------------------------------------------------------------
+
+    async def call_agent(self, e: CallExpr, args: dict, frame: Frame) -> Any:
+        agent: Agent = self.plan.agents[e.name]
+        step = frame.step_name(e.pos)
+        scope = self._open(frame.scope, f"agent {agent.name}", agent.caps, step)
+        self.emit("agent_start", step=step, agent=agent.name)
+        try:
+            with _deadline(scope, step):
+                value = await AgentCall(self, agent, args, scope, step).answer()
+        finally:
+            scope.close()
+            self.emit("agent_end", step=step, agent=agent.name, spent=scope.spent)
+        return value
+
+    # ---- tools -----------------------------------------------------------------------------------
+
+    def param_types(self, e: CallExpr) -> dict:
+        decl = {"agent": self.plan.agents, "tool": self.plan.tools, "flow": self.plan.flows}.get(e.kind, {}).get(e.name)
+        return {p.name: p.type for p in decl.params} if decl is not None else {}
+
+    async def call_tool(self, e: CallExpr, args: dict, frame: Frame, want_receipt: bool = False) -> Any:
+        tool = self.plan.tools[e.name]
+        value, receipt = await self.tool_step(tool, args, frame.scope, frame.step_name(e.pos))
+        return receipt if want_receipt else value
+
+    async def tool_step(self, tool: Tool, args: dict, scope: BudgetScope, step: str) -> tuple[Any, str | None]:
+        """One call of ``tool`` as a durable step: reserve, approve, run (with its retries), sign."""
+        attempts = 1 + tool.retries
+        try:
+            reservation = scope.reserve(cost_micros=(tool.cost_micros or 0) * attempts, tool_calls=1,
+                                        what=f"a call of `{tool.name}`")
+        except BudgetExceeded as e:
+            raise BudgetRefused(str(e), step) from None
+        wire_args = {p.name: to_json(args.get(p.name), p.type, self.plan.types) for p in tool.params}
+        await self.approve(tool, wire_args, step)
+        self.emit("tool_start", step=step, tool=tool.name)
+        try:
+            outcome = await self.services.journal.step(step, lambda: self._run_tool(tool, wire_args, step))
+        except BaseException:
+            reservation.release()
+            raise
+        reservation.settle((tool.cost_micros or 0) * outcome["attempts"], 0)
+        if "error" in outcome:
+            raise ToolFailed(outcome["error"], step)
+        value = outcome["value"]
+        receipt = outcome.get("receipt")
+        if receipt:
+            self.receipts[receipt] = tool.name
+        self.emit("tool_end", step=step, tool=tool.name, receipt=receipt)
+        return from_json(value, tool.result, self.plan.types, f"`{tool.name}` result"), receipt
+
+    async def _run_tool(self, tool: Tool, wire_args: dict, step: str) -> dict:
+        """The step itself: its result is what the journal records (JSON only)."""
+        if tool.name in self.services.tool_mocks:
+            value, attempts = self.services.tool_mocks[tool.name], 1
+        else:
+            try:
+                value, attempts = await self.services.tools.call(tool, wire_args)
+            except ToolFailed as e:
+                return {"error": e.message, "attempts": e.attempts}
+        try:
+            from_json(value, tool.result, self.plan.types, "$")
+        except ValueMismatch as e:
+            return {"error": f"`{tool.name}` returned a value that is not a `{_show(tool.result)}`: {e}",
+                    "attempts": attempts}
+        out = {"value": value, "attempts": attempts}
+        if tool.receipted and self.services.receipts is not None:
+            entry = self.services.receipts.append(self.run_id, step, tool.name, wire_args, value)
+            out["receipt"] = entry.id
+        return out
+
+    async def approve(self, tool: Tool, args: dict, step: str) -> None:
+        if tool.approval != "human" or tool.name in self.services.approvals.tools:
+            return
+        decision = self.services.approvals.decisions.get(step)
+        if decision is None:
+            decision = await self.services.journal.wait_for_approval(step, tool.name, args)
+        if decision is None:
+            raise ApprovalNeeded(step, tool.name, args)
+        if not decision:
+            raise ApprovalDenied(f"a person denied the call of `{tool.name}`", step)
+
+    async def approve_gate(self, agent: str, gate: str, step: str, output: Any) -> None:
+        """A gate's `ask_human`: a person accepts the agent's answer or rejects it (the run fails)."""
+        step = f"{step}/gate.{gate}"
+        what = f"the answer of `{agent}` (gate `{gate}`)"
+        decision = self.services.approvals.decisions.get(step)
+        if decision is None:
+            decision = await self.services.journal.wait_for_approval(step, what, {"output": output})
+        if decision is None:
+            raise ApprovalNeeded(step, what, {"output": output})
+        if not decision:
+            raise ApprovalDenied(f"a person rejected {what}", step)
+
+    # ---- labels and receipts ------------------------------------------------------------------------
+
+    def redact(self, value: Any, e: CallExpr) -> Any:
+        """`redact(x)`: the scrubbed copy. Fail closed: a scrubber error stops the run."""
+        try:
+            return scrub_value(value)
+        except Exception as exc:  # noqa: BLE001 - any scrubber failure must stop the data
+            raise RunError(f"redact failed, so the data was not sent on: {type(exc).__name__}: {exc}",
+                           f"line {e.line}") from None
+
+    def audit_declassify(self, e: CallExpr, reason: str) -> None:
+        entry = {"line": e.line, "col": e.col, "reason": reason}
+        self.declassified.append(entry)
+        self.emit("declassify", **entry)
+
+    def mock_receipt(self, tool: str) -> str:
+        """`receipt(t)` in a test mock: the receipt of this run's latest call of ``t``."""
+        for receipt, name in reversed(list(self.receipts.items())):
+            if name == tool:
+                return receipt
+        return "rcpt_missing"
+
+    def receipt_known(self, receipt: str, tool: str) -> bool:
+        ledger = self.services.receipts
+        if ledger is None:
+            return self.receipts.get(receipt) == tool
+        return ledger.has(self.run_id, receipt, tool)
+
+    def emit(self, kind: str, **data) -> None:
+        self.services.events({"event": kind, "run": self.run_id, **data})
+
+
+class _deadline:
+    """``with _deadline(scope):`` cancels the body when the scope's wall-clock deadline passes."""
+
+    def __init__(self, scope: BudgetScope, step: str | None = None):
+        self.scope = scope
+        self.step = step
+        self.cm = None
+
+    def __enter__(self):
+        left = self.scope.time_left_ms()
+        if left is not None:
+            self.cm = anyio.fail_after(max(left, 0) / 1000)
+            self.cm.__enter__()
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if self.cm is None:
+            return False
+        try:
+            return self.cm.__exit__(exc_type, exc, tb)
+        except TimeoutError:
+            raise BudgetRefused(f"{self.scope.name} ran out of wall-clock time", self.step) from None
+
+
+def _show(ty) -> str:
+    return getattr(ty, "name", None) or getattr(ty, "kind", "value")
+

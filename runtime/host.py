@@ -1,0 +1,204 @@
+"""The runtime for one plan: providers (or the simulator), the receipt ledger, durability.
+
+>>> # async with Runtime(plan, RunOptions(durable=False)) as rt:
+>>> #     result = await rt.run("handle", {"ticket": {...}})
+
+A provider is simulated when its protocol is `sim`, when its API key's environment variable is not
+set, or (a provider without a key, such as a local server) when its base URL comes from an
+environment variable that is not set; :attr:`Runtime.notes` says which, for the CLI to print.
+``simulate="all"`` simulates every provider, ``"never"`` none.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+import anyio
+
+from vox.compiler.plan.model import Plan, Provider
+from vox.runtime.executor.errors import ApprovalNeeded, RunError
+from vox.runtime.executor.journal import Journal, NoJournal
+from vox.runtime.executor.run import Approvals, Run, Services
+from vox.runtime.executor.tools import ToolRunner
+from vox.runtime.executor.values import to_json
+from vox.runtime.providers import make_http_client, make_provider
+from vox.runtime.providers.messages import ModelRequest, ModelResponse
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    durable: bool = True
+    state_dir: str = ".vox"
+    simulate: str = "auto"  # auto all never
+    seed: int = 0
+    approve: tuple[str, ...] = ()  # tools approved for every call of these runs
+    env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
+    base_dir: str | None = None  # where `python(...)` bindings are imported from
+
+
+@dataclass
+class RunResult:
+    run_id: str
+    flow: str
+    status: str  # ok failed waiting
+    output: Any = None  # the result as JSON (money as dollar strings)
+    error: dict | None = None  # {kind, message, step}
+    waiting: dict | None = None  # {step, tool, arguments} while paused for approval
+    spent: dict = field(default_factory=dict)
+    receipts: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+
+class ModelRouter:
+    """Sends each model's requests to its provider (real, or the simulator)."""
+
+    def __init__(self, plan: Plan, providers: dict[str, Any]):
+        self.plan = plan
+        self.providers = providers
+
+    async def complete(self, model: str, request: ModelRequest) -> ModelResponse:
+        return await self.providers[self.plan.models[model].provider].complete(request)
+
+
+class Runtime:
+    def __init__(self, plan: Plan, options: RunOptions | None = None, events: Callable[[dict], None] | None = None):
+        self.plan = plan
+        self.options = options or RunOptions()
+        self.events = events or (lambda event: None)
+        self.notes: list[str] = []
+        self.sim_url: str | None = None
+        self._stack = None
+
+    # ---- setting up ----------------------------------------------------------------------------
+
+    async def __aenter__(self) -> "Runtime":
+        from contextlib import AsyncExitStack
+
+        self._stack = AsyncExitStack()
+        await self._stack.__aenter__()
+        self.http = await self._stack.enter_async_context(make_http_client())
+        self.simulated = {p.name: why for p in self.plan.providers.values()
+                          if (why := simulation_reason(p, self.options)) is not None}
+        self.notes = [f"provider `{name}` is simulated: {why}" for name, why in self.simulated.items()]
+        if self.simulated:
+            from vox.runtime.sim import running_simulator
+
+            self.sim_url = await self._stack.enter_async_context(running_simulator(seed=self.options.seed))
+        self.providers = {p.name: self.provider(p) for p in self.plan.providers.values()}
+        self.router = ModelRouter(self.plan, self.providers)
+        self.tools = ToolRunner(self.http, self.options.base_dir)
+        os.makedirs(self.options.state_dir, exist_ok=True)
+        from vox.runtime.receipts import ReceiptLedger, load_key
+
+        self.receipts = ReceiptLedger(os.path.join(self.options.state_dir, "receipts.db"),
+                                      load_key(self.options.state_dir, self.options.env))
+        self._stack.callback(self.receipts.close)
+        if self.options.durable:
+            from vox.runtime import durable
+
+            await self._stack.enter_async_context(durable.launched(self))
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self._stack.__aexit__(*exc)
+
+    def provider(self, p: Provider):
+        if p.name in self.simulated:
+            protocol = "anthropic" if p.protocol == "anthropic" else "openai_compatible"
+            base = self.sim_url if protocol == "anthropic" else self.sim_url + "/v1"
+            return make_provider(protocol, base, "sim", self.http)
+        base = p.base_url
+        if base is not None and not isinstance(base, str):
+            base = self.options.env.get(base.env) or base.default
+        key = self.options.env.get(p.key_env) if p.key_env else None
+        timeout = (p.timeout_ms or 60_000) / 1000
+        return make_provider(p.protocol, base, key, self.http, timeout_s=timeout)
+
+    # ---- running -------------------------------------------------------------------------------
+
+    def services(self, journal: Journal, approve: tuple[str, ...] = (), tool_mocks: dict | None = None,
+                 decisions: dict | None = None) -> Services:
+        return Services(
+            models=self.router,
+            tools=self.tools,
+            receipts=self.receipts,
+            journal=journal,
+            approvals=Approvals(frozenset(self.options.approve) | frozenset(approve), dict(decisions or {})),
+            events=self.events,
+            tool_mocks=dict(tool_mocks or {}),
+        )
+
+    async def run(self, flow: str, raw_input: dict, run_id: str | None = None, *, scripts: dict | None = None,
+                  tool_mocks: dict | None = None, approve: tuple[str, ...] = ()) -> RunResult:
+        """Run ``flow`` to completion (or until it waits for approval)."""
+        run_id = run_id or new_run_id()
+        if scripts:
+            await self.install_scripts(run_id, scripts)
+        if self.options.durable:
+            from vox.runtime import durable
+
+            return await durable.run(self, flow, raw_input, run_id, tool_mocks or {}, approve)
+        run = Run(self.plan, self.services(NoJournal(), approve, tool_mocks), run_id)
+        return await execute(run, flow, raw_input)
+
+    async def install_scripts(self, run_id: str, scripts: dict) -> None:
+        """Give the simulator the scripted replies of mocked agents for one run."""
+        if self.sim_url is None:
+            raise RunError("mocked agents need the simulator, but every provider of this program is live")
+        response = await self.http.post(f"{self.sim_url}/_sim/runs/{run_id}", json={"scripts": scripts})
+        if response.status_code >= 300:
+            raise RunError(f"the simulator refused the test's scripts: {response.text}")
+
+
+def simulation_reason(p: Provider, options: RunOptions) -> str | None:
+    """Why provider ``p`` is served by the simulator in a run with ``options``; None if it is live."""
+    if options.simulate == "never":
+        return None
+    if options.simulate == "all":
+        return "--sim was given"
+    if p.protocol == "sim":
+        return "its protocol is `sim`"
+    if p.key_env is not None:
+        return None if options.env.get(p.key_env) else f"{p.key_env} is not set"
+    if p.base_url is not None and not isinstance(p.base_url, str) and not options.env.get(p.base_url.env):
+        return f"{p.base_url.env} is not set"
+    return None
+
+
+async def execute(run: Run, flow: str, raw_input: dict) -> RunResult:
+    """Run a flow and describe the outcome (the same for a durable workflow and a plain run)."""
+    result = RunResult(run.run_id, flow, "ok")
+    try:
+        value = await run.execute(flow, raw_input)
+        result.output = to_json(value, run.plan.flows[flow].result, run.plan.types)
+    except ApprovalNeeded as pause:
+        result.status = "waiting"
+        result.waiting = {"step": pause.step, "tool": pause.tool,
+                          "arguments": json.loads(json.dumps(pause.arguments, default=str))}
+    except RunError as e:
+        result.status = "failed"
+        result.error = {"kind": e.kind, "message": e.message, "step": e.step}
+    result.spent = run.root.snapshot().get("spent", {}) if hasattr(run.root, "snapshot") else {}
+    result.receipts = list(run.receipts)
+    return result
+
+
+def new_run_id() -> str:
+    return "run_" + secrets.token_hex(8)
+
+
+def run_sync(plan: Plan, flow: str, raw_input: dict, options: RunOptions | None = None, **kwargs) -> RunResult:
+    """Run a flow from synchronous code (a script, a notebook cell)."""
+
+    async def go() -> RunResult:
+        async with Runtime(plan, options) as rt:
+            return await rt.run(flow, raw_input, **kwargs)
+
+    return anyio.run(go)
