@@ -1,8 +1,12 @@
 """`voxc run FILE [--flow NAME] [--input JSON|@file]`: run a flow and print its result.
 
 Providers without an API key in the environment (and `sim` ones) are served by the built-in
-simulator, which is said on stderr. Runs are durable by default (`.vox/` in the current folder);
-a run that waits for a person's approval exits with status 4 and says how to approve it.
+simulator, which is said on stderr. On a terminal a live view shows each step, the spend against
+the flow's caps and the receipts signed. Runs are durable by default (`.vox/` in the current
+folder); a run that waits for a person's approval exits with status 4 and says how to approve it.
+
+Exit status: 0 the run finished, 1 it failed (or the program has errors), 2 bad usage, 3 a bug in
+voxc, 4 the run waits for approval (`voxc approve RUN_ID`).
 """
 
 from __future__ import annotations
@@ -37,7 +41,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="where runs, receipts and their key live (default: .vox)")
     parser.add_argument("--run-id", metavar="ID", help="the run's id (default: a new random one)")
     parser.add_argument("--seed", type=int, default=0, help="the simulator's seed")
-    parser.add_argument("--verbose", "-v", action="store_true", help="print each step as it finishes")
+    parser.add_argument("--verbose", "-v", action="store_true",
+                        help="print each step as it finishes (a terminal shows a live view instead)")
 
 
 def run(args: argparse.Namespace, streams: Streams) -> int:
@@ -66,18 +71,29 @@ def run(args: argparse.Namespace, streams: Streams) -> int:
         base_dir=os.path.dirname(os.path.abspath(args.file)),
     )
 
-    def show(event: dict) -> None:
-        if args.verbose and event["event"] in ("agent_end", "tool_end"):
+    def line(event: dict) -> None:
+        if event["event"] in ("agent_end", "tool_end"):
             spent = event.get("spent", {})
             cost = f"  {format_money(spent.get('cost_micros', 0))}" if spent else ""
             receipt = f"  receipt {event['receipt']}" if event.get("receipt") else ""
             print(f"  done {event['step']}{cost}{receipt}", file=streams.err)
 
+    live = None
+    if not args.json and streams.err.isatty():
+        from vox.cli.live import LiveView
+        from vox.runtime.executor.run import caps_of
+
+        live = LiveView(streams.err, caps_of(plan.flows[flow].caps))
+    events = live if live is not None else line if args.verbose else None
+
     async def go():
-        async with Runtime(plan, options, show) as rt:
+        async with Runtime(plan, options, events) as rt:
             for note in rt.notes:
                 print(f"voxc: {note}", file=streams.err)
-            return await rt.run(flow, raw_input, args.run_id)
+            if live is None:
+                return await rt.run(flow, raw_input, args.run_id)
+            with live:
+                return await rt.run(flow, raw_input, args.run_id)
 
     result = anyio.run(go)
     return report(result, args, streams)

@@ -214,8 +214,8 @@ class CallExpr(Node):
 class ForExpr(Node):
     """``for var in iterable max bound { body; result }``: one list element per iteration.
 
-    The runtime fails the run if ``iterable`` has more than ``bound`` elements (the budget was
-    computed for at most ``bound``)."""
+    The runtime takes at most the first ``bound`` elements of ``iterable`` (the budget was
+    computed for at most ``bound`` iterations)."""
 
     node: Literal["for"] = "for"
     var: str
