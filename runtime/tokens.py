@@ -173,6 +173,40 @@ def _json(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True, default=str)
 
 
+_JSON_OF: dict[int, tuple[Any, str]] = {}  # id → (the value, kept alive so the id stays its own; its JSON)
+
+
+def _json_of(value: Any) -> str:
+    """:func:`_json` of a schema the plan owns (an output schema, a tool's parameters): the same
+    dicts come back on every call of an agent, so their text is made once. The plan's schemas
+    are never changed in place."""
+    hit = _JSON_OF.get(id(value))
+    if hit is not None and hit[0] is value:
+        return hit[1]
+    text = _json(value)
+    if len(_JSON_OF) >= 4096:
+        _JSON_OF.clear()
+    _JSON_OF[id(value)] = (value, text)
+    return text
+
+
+@lru_cache(maxsize=4096)
+def _count_stable(name: str, text: str) -> int:
+    """Tokens of a text that recurs on every call (tool specs, output schemas)."""
+    return _count(_encoding(name), text)
+
+
+def _stable_texts(tools: Sequence[ToolSpec], output_schema: dict[str, Any] | None) -> list[str]:
+    texts: list[str] = []
+    for t in tools:
+        texts.append(t.name)
+        texts.append(t.description)
+        texts.append(_json_of(t.parameters))
+    if output_schema is not None:
+        texts.append(_json_of(output_schema))
+    return texts
+
+
 def request_texts(messages: Sequence[Message], tools: Sequence[ToolSpec] = (), output_schema: dict[str, Any] | None = None) -> list[str]:
     """Every piece of text of a request that the model reads, in order."""
     texts: list[str] = []
@@ -188,12 +222,7 @@ def request_texts(messages: Sequence[Message], tools: Sequence[ToolSpec] = (), o
             texts.append(call.id)
             texts.append(call.name)
             texts.append(call.raw_arguments or _json(call.arguments))
-    for t in tools:
-        texts.append(t.name)
-        texts.append(t.description)
-        texts.append(_json(t.parameters))
-    if output_schema is not None:
-        texts.append(_json(output_schema))
+    texts.extend(_stable_texts(tools, output_schema))
     return texts
 
 
@@ -207,13 +236,13 @@ def count_request(
     """Prompt tokens of a request, counted before it is sent (never fewer than the model reads,
     as far as the overheads in :data:`OVERHEADS` hold).
     """
-    texts = request_texts(messages, tools, output_schema)
     name = encoding_name(model_id, protocol)
     if name is not None:
         enc = _encoding(name)
-        text_tokens = sum(_count(enc, t) for t in texts if t)
+        text_tokens = sum(_count(enc, t) for t in request_texts(messages) if t)
+        text_tokens += sum(_count_stable(name, t) for t in _stable_texts(tools, output_schema) if t)
     else:
-        text_tokens = conservative_count(texts)
+        text_tokens = conservative_count(request_texts(messages, tools, output_schema))
     o = OVERHEADS.get(protocol, _DEFAULT_OVERHEADS)
     overhead = o.per_request + o.per_message * len(messages)
     if tools:

@@ -9,6 +9,7 @@ the model's tokenizer, plus its whole `max_output`) and settles to the usage rep
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import re
@@ -16,7 +17,7 @@ from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 from vox.compiler.plan.ir import ListType, OptionalType, ReceiptType
-from vox.compiler.plan.model import Agent, Model, RecordDef
+from vox.compiler.plan.model import Agent, Model, Plan, RecordDef
 from vox.runtime.budget import BudgetExceeded, BudgetScope
 from vox.runtime.executor.errors import (
     Abstained,
@@ -62,6 +63,31 @@ def price_of(model: Model, usage: Usage) -> int:
             + cost_of(usage.output_tokens, price.output_micros))
 
 
+class _Derived:
+    """What every call of one agent derives from the (frozen) plan the same way."""
+
+    __slots__ = ("plan", "agent", "chain", "tools", "params", "signals")
+
+    def __init__(self, plan: Plan, agent: Agent):
+        self.plan, self.agent = plan, agent  # kept alive, so their ids stay theirs
+        self.chain = (agent.model, *agent.fallback)
+        self.tools = tuple(ToolSpec(name, f"tool `{name}`", plan.tools[name].params_schema) for name in agent.tools)
+        self.params = {p.name: p.type for p in agent.params}
+        self.signals = frozenset(agent.signals)
+
+
+_DERIVED: dict[tuple[int, int], _Derived] = {}
+
+
+def _derived(plan: Plan, agent: Agent) -> _Derived:
+    hit = _DERIVED.get((id(plan), id(agent)))
+    if hit is None or hit.plan is not plan or hit.agent is not agent:
+        if len(_DERIVED) >= 1024:
+            _DERIVED.clear()
+        hit = _DERIVED[(id(plan), id(agent))] = _Derived(plan, agent)
+    return hit
+
+
 class AgentCall:
     def __init__(self, run: "Run", agent: Agent, args: dict, scope: BudgetScope, step: str):
         self.run = run
@@ -70,13 +96,14 @@ class AgentCall:
         self.args = args
         self.scope = scope
         self.step = step
-        self.chain = (agent.model, *agent.fallback)
+        derived = _derived(self.plan, agent)
+        self.chain = derived.chain
         self.model_index = 0
         self.model_calls = 0
         self.tool_calls = 0
         self.observations: list[str] = []
-        self.tools = tuple(ToolSpec(name, f"tool `{name}`", self.plan.tools[name].params_schema)
-                           for name in agent.tools)
+        self.tools = derived.tools
+        self.derived = derived
 
     # ---- the loop --------------------------------------------------------------------------------
 
@@ -147,7 +174,7 @@ class AgentCall:
 
     def fill(self, template) -> str:
         parts = []
-        params = {p.name: p.type for p in self.agent.params}
+        params = self.derived.params
         for part in template.parts:
             if part.part == "text":
                 parts.append(part.text)
@@ -168,7 +195,7 @@ class AgentCall:
         return self.plan.models[self.chain[self.model_index]]
 
     def request(self, messages, model: Model, *, schema=None, name=None, tools=None, temperature=None) -> ModelRequest:
-        signals = set(self.agent.signals)
+        signals = self.derived.signals
         logprobs = bool(signals & {"confidence", "entropy"}) and "logprobs" in model.capabilities
         return ModelRequest(
             model=model.model_id,
@@ -222,7 +249,8 @@ class AgentCall:
         response = response_from_dict(data)
         spent = price_of(model, response.usage)
         reservation.settle(spent, response.usage.input_tokens + response.usage.output_tokens)
-        self.run.emit("model_end", step=name, model=model.name, cost=spent, usage=asdict(response.usage))
+        if self.run.watched:
+            self.run.emit("model_end", step=name, model=model.name, cost=spent, usage=usage_to_dict(response.usage))
         return response
 
     async def _complete(self, model: str, request: ModelRequest) -> dict:
@@ -230,7 +258,7 @@ class AgentCall:
         from vox.runtime.providers import ProviderError
 
         try:
-            return asdict(await self.run.services.models.complete(model, request))
+            return response_to_dict(await self.run.services.models.complete(model, request))
         except ProviderError as e:
             return {"error": str(e)}
 
@@ -432,6 +460,30 @@ def _type_name(agent: Agent) -> str:
 
 def asdict_shallow(request: ModelRequest) -> dict:
     return {name: getattr(request, name) for name in request.__dataclass_fields__}
+
+
+def usage_to_dict(usage: Usage) -> dict:
+    return {"input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens,
+            "cached_input_tokens": usage.cached_input_tokens, "cache_creation_tokens": usage.cache_creation_tokens}
+
+
+def response_to_dict(response: ModelResponse) -> dict:
+    """``dataclasses.asdict(response)``, written out (it runs once per model call; asdict's
+    generic recursion and deep copies cost more than the rest of the step's bookkeeping)."""
+    if type(response) is not ModelResponse:  # a subclass (a test's) may carry more fields
+        return asdict(response)
+    logprobs = response.logprobs
+    return {
+        "text": response.text,
+        "tool_calls": tuple({"id": c.id, "name": c.name, "arguments": copy.deepcopy(c.arguments),
+                             "raw_arguments": c.raw_arguments} for c in response.tool_calls),
+        "usage": usage_to_dict(response.usage),
+        "finish": response.finish,
+        "model": response.model,
+        "logprobs": None if logprobs is None else tuple(
+            {"token": t.token, "logprob": t.logprob, "top": tuple(tuple(x) for x in t.top)} for t in logprobs),
+        "provider_id": response.provider_id,
+    }
 
 
 def response_from_dict(data: dict) -> ModelResponse:

@@ -149,6 +149,11 @@ class Interpreter:
         return await self.eval(expr, frame)
 
     async def eval(self, e, frame: Frame) -> Any:
+        kind = type(e)
+        if kind is CallExpr:  # the common cases first, by exact type
+            return await self.call(e, frame)
+        if kind is VarExpr:
+            return frame.env[e.name]
         if isinstance(e, LitExpr):
             return e.value
         if isinstance(e, VarExpr):

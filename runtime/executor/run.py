@@ -8,6 +8,7 @@ result, so a replayed run rebuilds exactly the same ledgers.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -35,9 +36,23 @@ from vox.runtime.pii import scrub_value
 
 def caps_of(caps) -> dict[str, int]:
     """A plan's caps as the budget ledger's dimensions (wall time and depth are handled apart)."""
+    hit = _CAPS.get(id(caps))
+    if hit is not None and hit[0] is caps:  # the plan's caps are frozen: made once per caps
+        return dict(hit[1])
     values = {"cost_micros": caps.cost_micros, "tokens": caps.tokens, "model_calls": caps.steps,
               "tool_calls": caps.tool_calls}
-    return {k: v for k, v in values.items() if v is not None}
+    out = {k: v for k, v in values.items() if v is not None}
+    if len(_CAPS) >= 4096:
+        _CAPS.clear()
+    _CAPS[id(caps)] = (caps, out)
+    return dict(out)
+
+
+_CAPS: dict[int, tuple[Any, dict[str, int]]] = {}
+
+
+def no_events(event: dict) -> None:
+    """The events sink of a run nobody watches (a run then skips building its events)."""
 
 
 @dataclass
@@ -58,7 +73,7 @@ class Services:
     receipts: Any | None  # ReceiptLedger
     journal: Journal
     approvals: Approvals = field(default_factory=Approvals)
-    events: Callable[[dict], None] = lambda event: None
+    events: Callable[[dict], None] = no_events
     tool_mocks: dict[str, Any] = field(default_factory=dict)  # tool → mocked reply (tests)
 
 
@@ -71,6 +86,7 @@ class Run:
         self.interpreter = Interpreter(self)
         self.declassified: list[dict] = []
         self.receipts: dict[str, str] = {}  # receipt id → tool, for the receipts this run made
+        self.watched = services.events is not no_events  # whether events are worth building
 
     # ---- entry ---------------------------------------------------------------------------------------
 
@@ -116,11 +132,12 @@ class Run:
         frame = Frame(flow, dict(args), scope, prefix, [], {**caller.depth, flow.name: depth})
         self.emit("flow_start", step=prefix.rstrip("/") or flow.name, flow=flow.name)
         try:
-            with _deadline(scope):
+            async with _deadline(scope):
                 return await self.interpreter.flow(frame)
         finally:
             scope.close()
-            self.emit("flow_end", step=prefix.rstrip("/") or flow.name, flow=flow.name, spent=scope.spent)
+            if self.watched:
+                self.emit("flow_end", step=prefix.rstrip("/") or flow.name, flow=flow.name, spent=scope.spent)
 
     def _open(self, parent: BudgetScope, name: str, caps, step: str) -> BudgetScope:
         try:
@@ -136,11 +153,12 @@ class Run:
         scope = self._open(frame.scope, f"agent {agent.name}", agent.caps, step)
         self.emit("agent_start", step=step, agent=agent.name)
         try:
-            with _deadline(scope, step):
+            async with _deadline(scope, step):
                 value = await AgentCall(self, agent, args, scope, step).answer()
         finally:
             scope.close()
-            self.emit("agent_end", step=step, agent=agent.name, spent=scope.spent)
+            if self.watched:
+                self.emit("agent_end", step=step, agent=agent.name, spent=scope.spent)
         return value
 
     # ---- tools -----------------------------------------------------------------------------------
@@ -252,28 +270,43 @@ class Run:
         return ledger.has(self.run_id, receipt, tool)
 
     def emit(self, kind: str, **data) -> None:
-        self.services.events({"event": kind, "run": self.run_id, **data})
+        events = self.services.events
+        if events is not no_events:
+            events({"event": kind, "run": self.run_id, **data})
 
 
 class _deadline:
-    """``with _deadline(scope):`` cancels the body when the scope's wall-clock deadline passes."""
+    """``async with _deadline(scope):`` cancels the body when the scope's wall-clock deadline passes.
+
+    On asyncio this is :func:`asyncio.timeout` (a third of the CPU of ``anyio.fail_after``, and
+    every run enters two); on another event loop, ``anyio.fail_after``."""
+
+    __slots__ = ("scope", "step", "cm", "native")
 
     def __init__(self, scope: BudgetScope, step: str | None = None):
         self.scope = scope
         self.step = step
         self.cm = None
 
-    def __enter__(self):
+    async def __aenter__(self):
         left = self.scope.time_left_ms()
         if left is not None:
-            self.cm = anyio.fail_after(max(left, 0) / 1000)
-            self.cm.__enter__()
+            seconds = max(left, 0) / 1000
+            self.native = asyncio._get_running_loop() is not None and asyncio.current_task() is not None
+            if self.native:
+                self.cm = asyncio.timeout(seconds)
+                await self.cm.__aenter__()
+            else:
+                self.cm = anyio.fail_after(seconds)
+                self.cm.__enter__()
         return self
 
-    def __exit__(self, exc_type, exc, tb):
+    async def __aexit__(self, exc_type, exc, tb):
         if self.cm is None:
             return False
         try:
+            if self.native:
+                return await self.cm.__aexit__(exc_type, exc, tb)
             return self.cm.__exit__(exc_type, exc, tb)
         except TimeoutError:
             raise BudgetRefused(f"{self.scope.name} ran out of wall-clock time", self.step) from None

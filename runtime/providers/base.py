@@ -11,6 +11,7 @@ import json
 from typing import Any, ClassVar
 from urllib.parse import quote
 
+import aiohttp
 import anyio
 import httpx
 
@@ -30,7 +31,7 @@ from .errors import (
 )
 from .messages import Delta, ModelRequest, ModelResponse, Observer
 from .retry import RetryPolicy
-from .transport import transport_failure
+from .transport import DirectPost, response_for, transport_failure
 
 # Structured output must be a JSON object at the root (OpenAI strict mode, Anthropic tool input);
 # any other schema is wrapped as {"value": ...} on the wire and unwrapped on the way back.
@@ -180,6 +181,14 @@ class HTTPProvider:
 
         return await self.retry.run(attempt)
 
+    def _direct(self) -> DirectPost | None:
+        """The aiohttp fast path for plain POSTs on ``self.client``, if it is the shipped client."""
+        cached = self.__dict__.get("_direct_path")
+        if cached is None or cached[0] is not self.client or cached[1] != self.timeout_s:  # once per client
+            cached = (self.client, self.timeout_s, DirectPost.of(self.client, self.timeout_s))
+            self.__dict__["_direct_path"] = cached
+        return cached[2]
+
     async def _attempt(self, request: ModelRequest, body: bytes, headers: dict[str, str], sink: StreamSink) -> ModelResponse:
         timeout = httpx.Timeout(self.timeout_s)
         reading_stream = False
@@ -191,6 +200,16 @@ class HTTPProvider:
                         raise self.status_error(resp, request)
                     reading_stream = True
                     return await self.read_stream(resp, request, sink)
+            direct = self._direct()
+            if direct is not None:  # the shipped client: straight to aiohttp (its total timeout bounds the answer)
+                status, raw_headers, content = await direct.post(self.url, body, headers)
+                if status < 300:
+                    try:
+                        data = json.loads(content)
+                    except ValueError:
+                        data = self.decode_json(response_for(status, raw_headers, content, self.url), request)
+                    return self.parse_response(data, request)
+                raise self.status_error(response_for(status, raw_headers, content, self.url), request)
             # the read timeout bounds each wait for bytes; this bounds the whole answer
             with anyio.fail_after(self.timeout_s):
                 resp = await self.client.post(self.url, content=body, headers=headers, timeout=timeout)
@@ -199,7 +218,7 @@ class HTTPProvider:
             return self.parse_response(self.decode_json(resp, request), request)
         except ProviderError:
             raise
-        except httpx.TransportError as exc:
+        except (httpx.TransportError, aiohttp.ClientError) as exc:
             raise self.transport_error(exc, request, transport_failure(exc), reading_stream) from None
         except TimeoutError as exc:  # the attempt's deadline
             raise self.transport_error(exc, request, "timeout", reading_stream) from None

@@ -17,6 +17,7 @@ through to the cause so a reset is reported as a connection failure, not a timeo
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import aiohttp
 import httpx
@@ -56,3 +57,62 @@ def transport_failure(exc: BaseException) -> str:
     if isinstance(exc, httpx.TimeoutException):
         return "timeout"
     return "connection"
+
+
+class DirectPost:
+    """Plain (non-streaming) POSTs sent straight on the aiohttp session under the shipped client.
+
+    httpx's request and response models (URL parsing, header normalisation, cookie extraction,
+    the byte-stream adapters of ``httpx-aiohttp``) cost about as much client CPU per call as the
+    socket work itself, and a model call needs none of them: the body is ready-made bytes and the
+    answer is one JSON document. So when a provider's client is exactly what
+    :func:`make_http_client` returns (an aiohttp transport, no proxy, no mounts, auth, base URL or
+    event hooks), its plain POSTs skip httpx and go to the same aiohttp session (the same
+    connection pool, cookie jar and limits). Errors are the aiohttp exceptions the transport would
+    have wrapped; :func:`transport_failure` classifies them the same way. Any other client (a
+    test's mock transport, a proxy from the environment) keeps the httpx path.
+    """
+
+    __slots__ = ("client", "transport", "headers", "timeout")
+
+    def __init__(self, client: httpx.AsyncClient, transport, timeout_s: float):
+        self.client = client
+        self.transport = transport
+        # the client's default headers, but aiohttp negotiates (and undoes) its own content-encoding
+        self.headers = {k: v for k, v in client.headers.items() if k.lower() != "accept-encoding"}
+        self.timeout = aiohttp.ClientTimeout(total=timeout_s, connect=timeout_s, sock_connect=timeout_s,
+                                             sock_read=timeout_s)
+
+    @classmethod
+    def of(cls, client: Any, timeout_s: float) -> "DirectPost | None":
+        """A direct path for ``client``, or None when it must go through httpx."""
+        try:
+            from httpx_aiohttp.transport import AiohttpTransport
+        except ImportError:  # pragma: no cover
+            return None
+        transport = getattr(client, "_transport", None)
+        if (type(client) is not HttpxAiohttpClient or type(transport) is not AiohttpTransport
+                or transport.proxy is not None or transport.uds is not None or getattr(client, "_mounts", None)
+                or client.auth is not None or str(client.base_url) or any(client.event_hooks.values())
+                or client.params):
+            return None
+        if transport.client is not None and not isinstance(transport.client, aiohttp.ClientSession):
+            return None  # a session factory of the caller's: leave it to the transport
+        return cls(client, transport, timeout_s)
+
+    async def post(self, url: str, body: bytes, headers: dict[str, str]) -> tuple[int, Any, bytes]:
+        """(status, the response's raw headers, the decoded body)."""
+        if self.client.is_closed:
+            raise RuntimeError("Cannot send a request, as the client has been closed.")
+        session = self.transport.client
+        if session is None:  # opened lazily, in the running loop (as the transport does)
+            session = self.transport.client = self.transport.get_client()
+        async with session.post(url, data=body, headers={**self.headers, **headers}, allow_redirects=False,
+                                timeout=self.timeout) as resp:
+            return resp.status, resp.raw_headers, await resp.read()
+
+
+def response_for(status: int, raw_headers: Any, content: bytes, url: str) -> httpx.Response:
+    """An ``httpx.Response`` of what :class:`DirectPost` got (for the rare error paths)."""
+    headers = [(k, v) for k, v in raw_headers if k.lower() not in (b"content-encoding", b"content-length")]
+    return httpx.Response(status, headers=headers, content=content, request=httpx.Request("POST", url))

@@ -55,7 +55,7 @@ class SimServer:
         self._stopping = asyncio.Event()
 
     def app(self) -> web.Application:
-        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app = web.Application(client_max_size=64 * 1024 * 1024, middlewares=[self._bug_as_error])
         app.add_routes([
             web.post("/v1/chat/completions", self.openai_chat),
             web.post("/v1/messages", self.anthropic_messages),
@@ -89,6 +89,17 @@ class SimServer:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+
+    @web.middleware
+    async def _bug_as_error(self, request: web.Request, handler) -> web.StreamResponse:
+        """A bug in the simulator answers a 500 in the wire's error shape, saying it is the simulator's."""
+        try:
+            return await handler(request)
+        except web.HTTPException:
+            raise
+        except Exception as exc:  # noqa: BLE001 - reported to the client, which is where someone looks
+            protocol = "anthropic" if request.path.startswith("/v1/messages") else "openai"
+            return self._error(protocol, 500, f"simulator bug: {type(exc).__name__}: {exc}")
 
     # --- the model endpoints ----------------------------------------------------------------
 
