@@ -363,3 +363,64 @@ def test_every_example_test_passes_on_the_simulator():
     assert done.returncode == 0, done.stdout + done.stderr
     assert " 0 failed" in done.stdout
 
+
+
+# ---- the command line --------------------------------------------------------------------------------
+
+
+def test_voxc_run_prints_the_result_and_says_what_is_simulated(shop):
+    done = voxc(shop, "run", "prog.vox", "--flow", "summarise", "--input", '{"text": "short"}', "--no-durable")
+    assert done.returncode == 0, done.stderr
+    assert isinstance(json.loads(done.stdout), str)
+    assert "provider `sim` is simulated: its protocol is `sim`" in done.stderr
+    assert "provider `claude` is simulated: VOX_TEST_NO_SUCH_KEY is not set" in done.stderr
+
+
+def test_voxc_run_json_and_failures(shop):
+    done = voxc(shop, "run", "prog.vox", "--flow", "summarise", "--input", json.dumps({"text": "w " * 500}),
+                "--json", "--no-durable")
+    assert done.returncode == 1
+    outcome = json.loads(done.stdout)
+    assert outcome["status"] == "failed" and outcome["error"]["kind"] == "budget"
+    assert "failed at summarise.s0.tight/model[0]" in done.stderr
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--input", "{nope"], "--input is not valid JSON"),
+    (["--input", "[1]"], "--input is a JSON object"),
+    (["--input", "@missing.json"], "cannot read missing.json"),
+    (["--flow", "nope"], "no flow `nope`"),
+    ([], "choose a flow with --flow NAME"),
+])
+def test_voxc_run_usage_errors(shop, args, message):
+    done = voxc(shop, "run", "prog.vox", *args)
+    assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr
+
+
+def test_voxc_run_refuses_a_program_with_errors(shop):
+    (shop / "bad.vox").write_text("flow f() -> str {\n  return nope\n}\n")
+    done = voxc(shop, "run", "bad.vox")
+    assert done.returncode == 1 and "V1001" in done.stderr
+
+
+def test_voxc_test_reports_failures(shop):
+    (shop / "t.vox").write_text(PROGRAM + '''
+test "the clerk replies" {
+  flow: handle
+  input: { request: "hi" }
+  mock clerk: reply { reply: "hello", refund: none }
+  expect: output.reply == "hello"
+}
+test "a wrong expectation fails" {
+  flow: handle
+  input: { request: "hi" }
+  mock clerk: reply { reply: "hello", refund: none }
+  expect: output.reply == "bye"
+}
+''')
+    done = voxc(shop, "test", "t.vox")
+    assert done.returncode == 1
+    assert "the clerk replies PASSED" in done.stdout and "a wrong expectation fails FAILED" in done.stdout
+    assert "1 passed, 1 failed" in done.stdout
+    only = voxc(shop, "test", "t.vox", "-k", "clerk")
+    assert only.returncode == 0 and "1 passed, 0 failed" in only.stdout
