@@ -91,7 +91,17 @@ async def run(host: "Runtime", flow: str, raw_input: dict, run_id: str, tool_moc
     options = {"approve": list(approve), "tool_mocks": tool_mocks}
     with SetWorkflowID(run_id):
         handle = await DBOS.start_workflow_async(vox_run, host.plan.plan_hash, flow, raw_input, options)
+    if not may_wait(host.plan):
+        from vox.runtime.host import RunResult
+
+        return RunResult(**await handle.get_result())
     return await outcome(handle, run_id, flow)
+
+
+def may_wait(plan) -> bool:
+    """Whether a run of ``plan`` can pause for a person (an approval tool, an `ask_human` gate)."""
+    return bool(plan.analysis.approval_tools) or any(
+        check.action == "ask_human" for gate in plan.gates.values() for check in gate.checks)
 
 
 async def outcome(handle, run_id: str, flow: str, answered: str | None = None) -> "RunResult":

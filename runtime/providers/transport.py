@@ -9,6 +9,9 @@ httpx's default pool; at one call in flight it is also the cheapest (about 2x ra
 and httpx2 3x). So that is what :func:`make_http_client` ships. (Raising httpx's keep-alive limit
 to the concurrency makes it *worse*, about 7.5 ms a call: httpcore scans its pool per request.)
 
+Plain (non-streaming) POSTs of the providers skip even that layer when the client is the shipped
+one: :class:`DirectPost` sends them on the same aiohttp session (``bench/run_overhead.py``).
+
 The transport maps aiohttp exceptions to httpx ones, but maps a dropped connection
 (``ServerDisconnectedError``) to ``httpx.ConnectTimeout``; :func:`transport_failure` looks
 through to the cause so a reset is reported as a connection failure, not a timeout.
@@ -80,8 +83,10 @@ class DirectPost:
         self.transport = transport
         # the client's default headers, but aiohttp negotiates (and undoes) its own content-encoding
         self.headers = {k: v for k, v in client.headers.items() if k.lower() != "accept-encoding"}
-        self.timeout = aiohttp.ClientTimeout(total=timeout_s, connect=timeout_s, sock_connect=timeout_s,
-                                             sock_read=timeout_s)
+        # httpx's path bounds the pool wait, the connect and each read by timeout_s, and the whole
+        # answer too; none of the others can fire before the whole-answer bound, so it alone is set
+        # (each bound aiohttp keeps is a timer armed and cancelled per call)
+        self.timeout = aiohttp.ClientTimeout(total=timeout_s)
 
     @classmethod
     def of(cls, client: Any, timeout_s: float) -> "DirectPost | None":
