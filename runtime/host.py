@@ -64,8 +64,8 @@ class ModelRouter:
         self.plan = plan
         self.providers = providers
 
-    async def complete(self, model: str, request: ModelRequest) -> ModelResponse:
-        return await self.providers[self.plan.models[model].provider].complete(request)
+    async def complete(self, model: str, request: ModelRequest, observer=None) -> ModelResponse:
+        return await self.providers[self.plan.models[model].provider].complete(request, observer=observer)
 
 
 class Runtime:

@@ -424,3 +424,52 @@ test "a wrong expectation fails" {
     assert "1 passed, 1 failed" in done.stdout
     only = voxc(shop, "test", "t.vox", "-k", "clerk")
     assert only.returncode == 0 and "1 passed, 0 failed" in only.stdout
+
+
+# ---- gates -------------------------------------------------------------------------------------------
+
+GATED = '''
+provider sim = sim { clearance: [public] }
+model scored = sim/"sim-scored" {
+  context: 16_000
+  max_output: 400
+  price: { input: $1, output: $2 }
+  capabilities: [logprobs, json_schema]
+}
+type Essay = { title: str, body: str }
+gate sure(e: Essay) {
+  check confidence >= 0.7 else retry(1)
+}
+agent writer(topic: str) -> Essay {
+  model: scored
+  budget: { tokens: 8_000, steps: 3 }
+  gates: [sure]
+  prompt: "Write about {topic}."
+}
+flow write(topic: str) -> Essay {
+  return writer(topic: topic)
+}
+'''
+
+LONG = {"title": "On rivers", "body": " ".join(["the river runs to the sea"] * 40)}
+
+
+@pytest.mark.anyio
+async def test_a_low_confidence_answer_is_stopped_mid_stream_and_retried(shop):
+    events = []
+    async with Runtime(plan_of(shop, GATED), options(shop), events.append) as rt:
+        script = [{"reply": LONG, "confidence": 0.2}, {"reply": LONG, "confidence": 0.95}]
+        result = await rt.run("write", {"topic": "rivers"}, "halt-then-pass", scripts={"writer": script})
+    assert result.ok, result.error
+    assert [e["event"] for e in events if e["event"].startswith("gate")] == ["gate_halted_stream"]
+    halted, full = [e["usage"]["output_tokens"] for e in events if e["event"] == "model_end"]
+    assert halted < 50 < 200 < full  # the first answer was cut short, not paid for in full
+
+
+@pytest.mark.anyio
+async def test_a_stream_stopped_every_time_fails_the_gate(shop):
+    async with Runtime(plan_of(shop, GATED), options(shop)) as rt:
+        script = [{"reply": LONG, "confidence": 0.2}] * 2
+        result = await rt.run("write", {"topic": "rivers"}, "halt-twice", scripts={"writer": script})
+    assert result.error["kind"] == "gate" and "stopped mid-stream" in result.error["message"]
+    assert result.spent["model_calls"] == 2

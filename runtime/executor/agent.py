@@ -66,7 +66,7 @@ def price_of(model: Model, usage: Usage) -> int:
 class _Derived:
     """What every call of one agent derives from the (frozen) plan the same way."""
 
-    __slots__ = ("plan", "agent", "chain", "tools", "params", "signals")
+    __slots__ = ("plan", "agent", "chain", "tools", "params", "signals", "halt")
 
     def __init__(self, plan: Plan, agent: Agent):
         self.plan, self.agent = plan, agent  # kept alive, so their ids stay theirs
@@ -74,6 +74,7 @@ class _Derived:
         self.tools = tuple(ToolSpec(name, f"tool `{name}`", plan.tools[name].params_schema) for name in agent.tools)
         self.params = {p.name: p.type for p in agent.params}
         self.signals = frozenset(agent.signals)
+        self.halt = halting_check(plan, agent)
 
 
 _DERIVED: dict[tuple[int, int], _Derived] = {}
@@ -114,6 +115,21 @@ class AgentCall:
         retried: dict[tuple[str, int], int] = {}
         while True:
             response = await self.model_call(messages)
+            if response.finish == "halted":
+                gate, index, check, _ = self.derived.halt
+                self.run.emit("gate_halted_stream", step=self.step, gate=gate, check=index)
+                action = "halt" if check.action == "ask_human" else check.action  # nothing to show a person
+                if action == "retry" and retried.get((gate, index), 0) < (check.retries or 1):
+                    retried[(gate, index)] = retried.get((gate, index), 0) + 1
+                    continue  # the same request again: a fresh sample
+                if action == "fallback" and self.model_index + 1 < len(self.chain):
+                    self.model_index += 1
+                    messages = list(base)
+                    continue
+                where = f"gate `{gate}`, check {index + 1} (line {check.line})"
+                raise (Abstained if action in ("fallback", "abstain") else GateHalted)(
+                    f"`{self.agent.name}`'s answer was stopped mid-stream: its confidence fell below {where}",
+                    self.step)
             if response.tool_calls:
                 messages.append(Message("assistant", response.text, response.tool_calls))
                 for call in response.tool_calls:
@@ -207,6 +223,7 @@ class AgentCall:
             temperature=self.agent.temperature if temperature is None else temperature,
             logprobs=logprobs,
             top_logprobs=5 if logprobs and "entropy" in signals else 0,
+            stream=logprobs and self.derived.halt is not None and schema is None,
             metadata={"run": self.run.run_id, "agent": self.agent.name, "step": self.step},
         )
 
@@ -239,7 +256,7 @@ class AgentCall:
             raise BudgetRefused(str(e), name) from None
         self.run.emit("model_start", step=name, model=model.name, reserved=worst)
         try:
-            data = await self.run.services.journal.step(name, lambda: self._complete(model.name, request))
+            data = await self.run.services.journal.step(name, lambda: self._complete(model.name, request, prompt))
         except BaseException:
             reservation.release()
             raise
@@ -253,14 +270,25 @@ class AgentCall:
             self.run.emit("model_end", step=name, model=model.name, cost=spent, usage=usage_to_dict(response.usage))
         return response
 
-    async def _complete(self, model: str, request: ModelRequest) -> dict:
-        """The durable step: the provider's answer, or its failure, as JSON."""
+    async def _complete(self, model: str, request: ModelRequest, prompt: int) -> dict:
+        """The durable step: the provider's answer, or its failure, as JSON. A streamed answer is
+        watched by the agent's halting check; a halted one is charged its whole prompt and every
+        token received (providers report no usage for a stream cut short)."""
         from vox.runtime.providers import ProviderError
 
+        observer = None
+        if request.stream and self.derived.halt is not None:
+            observer = ConfidenceWatch(self.derived.halt[3])
         try:
-            return response_to_dict(await self.run.services.models.complete(model, request))
+            response = await self.run.services.models.complete(model, request, observer)
         except ProviderError as e:
             return {"error": str(e)}
+        data = response_to_dict(response)
+        if response.finish == "halted":
+            usage = data["usage"]
+            usage["input_tokens"] = max(usage["input_tokens"], prompt)
+            usage["output_tokens"] = max(usage["output_tokens"], len(response.logprobs or ()), observer.tokens)
+        return data
 
     # ---- tools -----------------------------------------------------------------------------------
 
@@ -397,6 +425,44 @@ def entropy(logprobs: tuple[TokenLogprob, ...] | None, window: int) -> float:
         per_token.append(-sum(p / total * math.log(p / total) for p in probs if p > 0))
     window = max(1, min(window, len(per_token)))
     return max(sum(per_token[i:i + window]) / window for i in range(len(per_token) - window + 1))
+
+
+HALT_AFTER_TOKENS = 32  # a stream is judged once this many tokens have arrived
+
+
+def halting_check(plan: Plan, agent: Agent):
+    """The gate check that can stop a streamed answer early: the first `confidence >= X` (or `>`)
+    among the agent's gates, as (gate, index, check, X); None if there is none."""
+    from vox.compiler.plan.ir import BinaryExpr, CallExpr, LitExpr
+
+    for name in agent.gates:
+        for index, check in enumerate(plan.gates[name].checks):
+            cond = check.cond
+            if (isinstance(cond, BinaryExpr) and cond.op in (">=", ">") and isinstance(cond.left, CallExpr)
+                    and cond.left.kind == "signal" and cond.left.name == "confidence"
+                    and isinstance(cond.right, LitExpr) and isinstance(cond.right.value, (int, float))):
+                return name, index, check, float(cond.right.value)
+    return None
+
+
+class ConfidenceWatch:
+    """Stops a stream once, after :data:`HALT_AFTER_TOKENS` tokens, the running confidence (exp of
+    the mean log-probability so far) is below ``threshold``: the answer would most likely fail
+    the check anyway, and the output tokens not yet generated are never paid for."""
+
+    def __init__(self, threshold: float):
+        self.floor = math.log(threshold) if threshold > 0 else -math.inf
+        self.total = 0.0
+        self.tokens = 0
+
+    def __call__(self, delta) -> bool:
+        if delta.restart:  # the provider retried the stream from the start
+            self.total, self.tokens = 0.0, 0
+            return True
+        for t in delta.logprobs:
+            self.total += t.logprob
+            self.tokens += 1
+        return self.tokens < HALT_AFTER_TOKENS or self.total / self.tokens >= self.floor
 
 
 _CLAIM = re.compile(r"[^\W_]*\d[\w.,/-]*\w|\d")  # a token with a digit: an amount, a date, an id
