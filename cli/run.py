@@ -26,7 +26,9 @@ EXIT_WAITING = 4
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("file", metavar="FILE", help="the .vox program")
+    parser.add_argument("file", metavar="FILE", nargs="?", help="the .vox program (optional with --resume)")
+    parser.add_argument("--resume", metavar="RUN_ID",
+                        help="finish an interrupted run from its journal (no step it took is repeated)")
     parser.add_argument("--flow", metavar="NAME", help="the flow to run (needed when the program has several)")
     parser.add_argument("--input", metavar="JSON", default=None,
                         help="the flow's arguments as a JSON object, or @path to a JSON file")
@@ -46,6 +48,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, streams: Streams) -> int:
+    if args.resume:
+        return resume(args, streams)
+    if args.file is None:
+        streams.fail("say which program to run: voxc run FILE (or --resume RUN_ID)")
+        return EXIT_USAGE
     try:
         raw_input = read_input(args.input)
     except InputError as e:
@@ -97,6 +104,60 @@ def run(args: argparse.Namespace, streams: Streams) -> int:
 
     result = anyio.run(go)
     return report(result, args, streams)
+
+
+def resume(args, streams: Streams) -> int:
+    """`--resume RUN_ID`: carry an interrupted run on with the plan it started with."""
+    from vox.cli.runs import RunNotFound, find_run
+
+    args.db = os.environ.get("VOX_DATABASE_URL")
+    try:
+        stored = find_run(args, args.resume)
+    except RunNotFound as e:
+        streams.fail(str(e))
+        return EXIT_USAGE
+    if args.file is not None:
+        plan, status = compile_plan(args.file, streams, args.color)
+        if plan is None:
+            return status
+        if plan.plan_hash != stored.plan_hash:
+            streams.fail(
+                f"run `{args.resume}` was started by another version of this program (plan "
+                f"{stored.plan_hash[:12]}, this one compiles to {plan.plan_hash[:12]}): resuming it with a changed "
+                "program could replay its history against different steps. Resume it without FILE to finish it "
+                "with the plan it started with, or start a new run.")
+            return EXIT_FAILED
+    if stored.status != "PENDING":
+        print(f"voxc: run {args.resume} already ended ({stored.status.lower()}); its outcome:", file=streams.err)
+    result = resume_stored(args, streams, stored)
+    return result if isinstance(result, int) else report(result, args, streams)
+
+
+def resume_stored(args, streams: Streams, stored, before=None, answered: str | None = None):
+    """Launch the journal with the run's stored plan (DBOS recovers the run) and wait for it; an
+    exit status instead when the plan cannot be loaded."""
+    from vox.cli.runs import load_stored_plan
+    from vox.compiler.plan import PlanError
+    from vox.runtime.host import RunOptions, Runtime
+
+    try:
+        plan = load_stored_plan(args.state_dir, stored.plan_hash)
+    except (OSError, PlanError) as e:
+        streams.fail(f"cannot load the plan of run `{stored.run_id}`: {e}")
+        return EXIT_FAILED
+    options = RunOptions(durable=True, state_dir=args.state_dir, approve=tuple(getattr(args, "approve", ()) or ()))
+
+    async def go():
+        from vox.runtime import durable
+
+        async with Runtime(plan, options) as rt:
+            for note in rt.notes:
+                print(f"voxc: {note}", file=streams.err)
+            if before is not None:
+                await before()
+            return await durable.resume(stored.run_id, stored.flow, answered)
+
+    return anyio.run(go)
 
 
 def read_input(text: str | None) -> dict:

@@ -16,6 +16,8 @@ APPROVAL_WAIT_S = 7 * 24 * 3600  # a paused run waits this long for `voxc approv
 class Journal(Protocol):
     async def step(self, name: str, fn: Callable[[], Awaitable[Any]]) -> Any: ...
 
+    async def interrupted(self, name: str) -> bool: ...
+
     async def wait_for_approval(self, step: str, tool: str, args: dict) -> bool | None: ...
 
 
@@ -26,6 +28,9 @@ class NoJournal:
 
     async def step(self, name: str, fn: Callable[[], Awaitable[Any]]) -> Any:
         return await fn()
+
+    async def interrupted(self, name: str) -> bool:
+        return False
 
     async def wait_for_approval(self, step: str, tool: str, args: dict) -> bool | None:
         return None
@@ -41,6 +46,23 @@ class DBOSJournal:
             return await fn()
 
         return await DBOS.run_step_async({"name": name}, step)
+
+    async def interrupted(self, name: str) -> bool:
+        """Whether an earlier execution of this run began step ``name`` and stopped before it was
+        recorded (a crash in the middle of it). Marks the step as begun otherwise."""
+        from dbos import DBOS
+
+        began_now: list[bool] = []
+
+        async def begin() -> bool:
+            began_now.append(True)
+            return True
+
+        await DBOS.run_step_async({"name": name + "#begin"}, begin)
+        if began_now:
+            return False
+        steps = await DBOS.list_workflow_steps_async(DBOS.workflow_id)
+        return not any(s["function_name"] == name for s in steps)
 
     async def wait_for_approval(self, step: str, tool: str, args: dict) -> bool | None:
         """Publish what the run waits for, then wait (durably) for `voxc approve` to answer."""

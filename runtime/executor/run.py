@@ -9,6 +9,7 @@ result, so a replayed run rebuilds exactly the same ledgers.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -182,6 +183,8 @@ class Run:
             raise BudgetRefused(str(e), step) from None
         wire_args = {p.name: to_json(args.get(p.name), p.type, self.plan.types) for p in tool.params}
         await self.approve(tool, wire_args, step)
+        if tool.effect in ("write", "external") and not tool.idempotent:
+            await self.confirm_repeat(tool, wire_args, step)
         self.emit("tool_start", step=step, tool=tool.name)
         try:
             outcome = await self.services.journal.step(step, lambda: self._run_tool(tool, wire_args, step))
@@ -204,7 +207,7 @@ class Run:
             value, attempts = self.services.tool_mocks[tool.name], 1
         else:
             try:
-                value, attempts = await self.services.tools.call(tool, wire_args)
+                value, attempts = await self.services.tools.call(tool, wire_args, idempotency_key(self.run_id, step))
             except ToolFailed as e:
                 return {"error": e.message, "attempts": e.attempts}
         try:
@@ -228,6 +231,20 @@ class Run:
             raise ApprovalNeeded(step, tool.name, args)
         if not decision:
             raise ApprovalDenied(f"a person denied the call of `{tool.name}`", step)
+
+    async def confirm_repeat(self, tool: Tool, args: dict, step: str) -> None:
+        """A tool that is not `idempotent` and was running when the run stopped may or may not have
+        acted: it is not called again unless a person says so (approve: call it again; deny: fail)."""
+        if not await self.services.journal.interrupted(step):
+            return
+        what = f"`{tool.name}` again: the run stopped while it was running, so it may already have acted"
+        decision = self.services.approvals.decisions.get(step + "#again")
+        if decision is None:
+            decision = await self.services.journal.wait_for_approval(step + "#again", what, args)
+        if decision is None:
+            raise ApprovalNeeded(step + "#again", what, args)
+        if not decision:
+            raise ApprovalDenied(f"a person chose not to call `{tool.name}` again after the run stopped", step)
 
     async def approve_gate(self, agent: str, gate: str, step: str, output: Any) -> None:
         """A gate's `ask_human`: a person accepts the agent's answer or rejects it (the run fails)."""
@@ -273,6 +290,12 @@ class Run:
         events = self.services.events
         if events is not no_events:
             events({"event": kind, "run": self.run_id, **data})
+
+
+def idempotency_key(run_id: str, step: str) -> str:
+    """The same for every attempt of one call in one run, and different for every other call:
+    tools pass it on (an `Idempotency-Key` header, an `idempotency_key` argument) to act once."""
+    return hashlib.sha256(f"{run_id}\x00{step}".encode()).hexdigest()[:32]
 
 
 class _deadline:

@@ -30,8 +30,12 @@ class ToolRunner:
         self.base_dir = base_dir
         self._functions: dict[str, Any] = {}
 
-    async def call(self, tool: Tool, args: dict[str, Any]) -> tuple[Any, int]:
-        """The tool's JSON result and how many attempts it took; :class:`ToolFailed` if all failed."""
+    async def call(self, tool: Tool, args: dict[str, Any], key: str | None = None) -> tuple[Any, int]:
+        """The tool's JSON result and how many attempts it took; :class:`ToolFailed` if all failed.
+
+        ``key`` is the call's idempotency key: the same on every attempt and after a resume. A
+        Python binding receives it as ``idempotency_key`` if it has a parameter of that name; an
+        HTTP binding sends it as the ``Idempotency-Key`` header."""
         if tool.binding is None:
             raise ToolFailed(f"`{tool.name}` has no `bind:`, so it cannot run (mock it in a test)")
         timeout = (tool.timeout_ms or DEFAULT_TIMEOUT_S * 1000) / 1000
@@ -40,7 +44,7 @@ class ToolRunner:
         for attempt in range(1, attempts + 1):
             try:
                 with anyio.fail_after(timeout):
-                    return await self._once(tool, args), attempt
+                    return await self._once(tool, args, key), attempt
             except TimeoutError:
                 problem = f"timed out after {timeout:g}s"
             except ToolFailed as e:
@@ -53,13 +57,21 @@ class ToolRunner:
                 await anyio.sleep(RETRY_DELAY_S * attempt)
         raise ToolFailed(f"`{tool.name}` failed: {problem}", attempts=attempts)
 
-    async def _once(self, tool: Tool, args: dict[str, Any]) -> Any:
+    async def _once(self, tool: Tool, args: dict[str, Any], key: str | None) -> Any:
         if tool.binding.kind == "python":
             fn = self.function(tool)
+            if key is not None and self._takes_key(fn):
+                args = {**args, "idempotency_key": key}
             if inspect.iscoroutinefunction(fn):
                 return await fn(**args)
             return await anyio.to_thread.run_sync(lambda: fn(**args))
-        return await self.http_call(tool, args)
+        return await self.http_call(tool, args, key)
+
+    def _takes_key(self, fn) -> bool:
+        try:
+            return "idempotency_key" in inspect.signature(fn).parameters
+        except (TypeError, ValueError):
+            return False
 
     def function(self, tool: Tool):
         target = tool.binding.target
@@ -80,7 +92,7 @@ class ToolRunner:
             self._functions[target] = obj
         return self._functions[target]
 
-    async def http_call(self, tool: Tool, args: dict[str, Any]) -> Any:
+    async def http_call(self, tool: Tool, args: dict[str, Any], key: str | None = None) -> Any:
         if self.http is None:
             raise ToolFailed("no HTTP client is configured for HTTP tools", attempts=0)
         url_parts, used = [], set()
@@ -93,10 +105,12 @@ class ToolRunner:
         url = "".join(url_parts) or tool.binding.target
         rest = {k: v for k, v in args.items() if k not in used and v is not None}
         method = (tool.binding.method or "GET").upper()
+        headers = {"Idempotency-Key": key} if key else None
         if method in ("GET", "DELETE"):
-            response = await self.http.request(method, url, params={k: str(v) for k, v in rest.items()})
+            response = await self.http.request(method, url, params={k: str(v) for k, v in rest.items()},
+                                               headers=headers)
         else:
-            response = await self.http.request(method, url, json=rest)
+            response = await self.http.request(method, url, json=rest, headers=headers)
         if response.status_code >= 400:
             raise ToolFailed(f"HTTP {response.status_code} from {method} {url.split('?')[0]}")
         if "json" in response.headers.get("content-type", ""):
