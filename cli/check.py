@@ -37,6 +37,7 @@ from vox.compiler.api import CheckResult, check_source
 from vox.compiler.diagnostics.model import sort_diagnostics
 from vox.compiler.diagnostics.render import render_json, summary_line
 from vox.compiler.preflight import preflight
+from vox.compiler.syntax.parser import DeclCache
 
 NAME = "check"
 HELP = "check Vox files and report diagnostics"
@@ -60,6 +61,7 @@ def run(args: argparse.Namespace, streams: Streams) -> int:
     """Check every file named, print what was found, and return the exit status."""
     results: list[CheckResult] = []
     unreadable = False
+    cache = DeclCache()  # the language server's per-declaration cache: shared declarations parse once
     for path in dict.fromkeys(args.files):
         try:
             text = read_source(path)
@@ -67,7 +69,7 @@ def run(args: argparse.Namespace, streams: Streams) -> int:
             streams.fail(str(e))
             unreadable = True
             continue
-        result = check_source(path, text)
+        result = check_source(path, text, cache)
         if args.preflight and result.ok:
             found = preflight(result.program, result.analysis, os.environ)
             result = replace(result, diagnostics=tuple(sort_diagnostics([*result.diagnostics, *found])))

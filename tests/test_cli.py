@@ -78,7 +78,7 @@ def test_file_with_an_error_exits_1_and_shows_the_code(capsys, write):
 def test_warnings_alone_exit_0(capsys, write, monkeypatch):
     real = vox.cli.check.check_source
 
-    def with_a_warning(path, text):
+    def with_a_warning(path, text, cache=None):
         result = real(path, text)
         extra = warning("V1026", "this value is computed and then dropped", path, Span(0, 5))
         return dataclasses.replace(result, diagnostics=result.diagnostics + (extra,))
@@ -198,7 +198,7 @@ def test_help_exits_0(capsys):
 
 
 def test_an_internal_error_exits_3_and_asks_for_a_report(capsys, write, monkeypatch):
-    def broken(path, text):
+    def broken(path, text, cache=None):
         raise RuntimeError("boom")
 
     monkeypatch.setattr(vox.cli.check, "check_source", broken)

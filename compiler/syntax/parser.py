@@ -100,7 +100,18 @@ class DeclCache:
 
     def __init__(self, limit: int = 20_000):
         self._items: dict[str, ParsedDecl] = {}
+        self._placed: dict[tuple[str, int], ast.Decl] = {}  # (key, offset) -> the decl moved there
         self._limit = limit
+
+    def placed(self, text: str, offset: int, parsed: ParsedDecl) -> ast.Decl:
+        """``parsed.decl`` with its spans moved to ``offset``, reused while the text stays there."""
+        key = (_key(text), offset)
+        decl = self._placed.get(key)
+        if decl is None:
+            if len(self._placed) >= self._limit:
+                self._placed.clear()
+            decl = self._placed[key] = shift_spans(parsed.decl, offset)
+        return decl
 
     def get(self, text: str) -> ParsedDecl | None:
         return self._items.get(_key(text))
@@ -136,7 +147,12 @@ def parse_module(path: str, text: str, cache: DeclCache | None = None) -> ParseR
         if parsed.decl is not None:
             if parsed.had_errors:
                 with_errors.add(len(decls))
-            decls.append(shift_spans(parsed.decl, chunk.start) if chunk.start else parsed.decl)
+            if not chunk.start:
+                decls.append(parsed.decl)
+            elif cache is not None:
+                decls.append(cache.placed(chunk_text, chunk.start, parsed))
+            else:
+                decls.append(shift_spans(parsed.decl, chunk.start))
     comments = tuple(ast.Comment(text[s:e], Span(s, e)) for s, e in scanned.comments)
     module = ast.Module(path, tuple(decls), comments, Span(0, len(text)))
     return ParseResult(module, tuple(diagnostics), frozenset(broken), frozenset(with_errors))
@@ -514,25 +530,33 @@ def _relocate(d: Diagnostic, path: str, delta: int) -> Diagnostic:
 def shift_spans(node, delta: int, limit: int | None = None):
     """A copy of an AST subtree with every span moved by ``delta`` characters (and, with
     ``limit``, cut off there)."""
-    if isinstance(node, tuple):
-        return tuple(shift_spans(n, delta, limit) for n in node)
+    if type(node) is tuple:
+        return tuple([shift_spans(n, delta, limit) for n in node])
     cls = type(node)
-    fields = getattr(cls, "__dataclass_fields__", None)
+    fields = _FIELDS.get(cls)
     if fields is None:
-        return node
-    kwargs = {}
+        dataclass_fields = getattr(cls, "__dataclass_fields__", None)
+        if dataclass_fields is None:
+            return node
+        fields = _FIELDS[cls] = tuple(dataclass_fields)
+    # The nodes are frozen dataclasses without __post_init__: filling the slots directly copies
+    # them exactly, without the cost of the generated __init__ (this runs for every node of every
+    # declaration after an edit, so it is on the language server's hot path).
+    new = object.__new__(cls)
     for name in fields:
         value = getattr(node, name)
         if name == "span":
-            moved = value.shift(delta)
+            value = Span(value.start + delta, value.end + delta)
             if limit is not None:
-                moved = Span(min(moved.start, limit), min(moved.end, limit))
-            kwargs[name] = moved
-        elif isinstance(value, tuple) or hasattr(type(value), "__dataclass_fields__"):
-            kwargs[name] = shift_spans(value, delta, limit)
-        else:
-            kwargs[name] = value
-    return cls(**kwargs)
+                value = Span(min(value.start, limit), min(value.end, limit))
+        elif type(value) is tuple or type(value) in _FIELDS or hasattr(type(value), "__dataclass_fields__"):
+            value = shift_spans(value, delta, limit)
+        _set(new, name, value)
+    return new
+
+
+_FIELDS: dict[type, tuple[str, ...]] = {}
+_set = object.__setattr__
 
 
 # ---- lark tree -> AST -----------------------------------------------------------------------
