@@ -18,10 +18,10 @@ import sys
 import traceback
 from importlib.metadata import PackageNotFoundError, version
 
-from vox.cli import approve, check, fmt, lsp, plan, receipts, run, runs, sim, test
+from vox.cli import approve, check, fmt, lsp, plan, receipts, run, runs, sim, test, worker
 from vox.cli.common import EXIT_INTERNAL, EXIT_USAGE, Streams
 
-COMMANDS = (check, fmt, plan, run, test, approve, runs, receipts, sim, lsp)
+COMMANDS = (check, fmt, plan, run, test, approve, runs, receipts, sim, worker, lsp)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -43,6 +43,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="where runs, receipts and their key live (default: .vox)")
     parser.add_argument("--run-id", metavar="ID", help="the run's id (default: a new random one)")
     parser.add_argument("--seed", type=int, default=0, help="the simulator's seed")
+    parser.add_argument("--db", metavar="URL", default=os.environ.get("VOX_DATABASE_URL"),
+                        help="journal the run in this PostgreSQL database (a fleet's) instead of .vox/")
+    parser.add_argument("--submit", action="store_true",
+                        help="with --db: enqueue the run for the fleet's workers and print its id")
+    parser.add_argument("--tenant", metavar="NAME", default="default", help="the tenant a submitted run belongs to")
     parser.add_argument("--verbose", "-v", action="store_true",
                         help="print each step as it finishes (a terminal shows a live view instead)")
 
@@ -67,8 +72,22 @@ def run(args: argparse.Namespace, streams: Streams) -> int:
         streams.fail(f"choose a flow with --flow NAME (flows: {names})" if flow is None
                      else f"the program has no flow `{flow}` (flows: {names})")
         return EXIT_USAGE
+    if args.submit:
+        if not args.db:
+            streams.fail("--submit needs the fleet's database: --db postgresql://...")
+            return EXIT_USAGE
+        from vox.runtime.host import new_run_id
+        from vox.runtime.worker import submit
+
+        run_id = submit(args.db, plan, flow, raw_input, args.run_id or new_run_id(), tuple(args.approve), args.tenant)
+        print(run_id, file=streams.out)
+        print(f"voxc: submitted run {run_id}; see it with: voxc runs --db URL", file=streams.err)
+        return EXIT_OK
     from vox.runtime.host import RunOptions, Runtime
 
+    env = dict(os.environ)
+    if args.db:
+        env["VOX_DATABASE_URL"] = args.db
     options = RunOptions(
         durable=not args.no_durable,
         state_dir=args.state_dir,
@@ -76,6 +95,7 @@ def run(args: argparse.Namespace, streams: Streams) -> int:
         seed=args.seed,
         approve=tuple(args.approve),
         base_dir=os.path.dirname(os.path.abspath(args.file)),
+        env=env,
     )
 
     def line(event: dict) -> None:

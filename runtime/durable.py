@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from vox.runtime.host import RunResult, Runtime
 
 _HOSTS: dict[str, "Runtime"] = {}  # plan hash → the runtime serving it in this process
+_LOADER = None  # a fleet worker's async (plan hash) -> Runtime, for plans it has not served yet
 _launched: list[str] = []  # the application version DBOS was launched with, while it is
 
 
@@ -38,9 +39,15 @@ async def vox_run(plan_hash: str, flow: str, raw_input: dict, options: dict) -> 
     from vox.runtime.host import execute
 
     host = _HOSTS.get(plan_hash)
+    if host is None and _LOADER is not None:
+        host = await _LOADER(plan_hash)
     if host is None:
         raise RuntimeError(f"plan {plan_hash[:12]} is not loaded in this process; run it with its program")
     services = host.services(DBOSJournal(), tuple(options.get("approve", ())), options.get("tool_mocks"))
+    if options.get("tenant") and services.runwide is not None:
+        from vox.runtime.runwide import RunWide
+
+        services.runwide = RunWide(host.plan, services.runwide.url, options["tenant"])
     run = Run(host.plan, services, DBOS.workflow_id)
     return asdict(await execute(run, flow, raw_input))
 

@@ -28,6 +28,7 @@ from vox.runtime.executor.tools import ToolRunner
 from vox.runtime.executor.values import to_json
 from vox.runtime.providers import make_http_client, make_provider
 from vox.runtime.providers.messages import ModelRequest, ModelResponse
+from vox.runtime.runwide import RunWide, store_url
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,7 @@ class RunOptions:
     approve: tuple[str, ...] = ()  # tools approved for every call of these runs
     env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
     base_dir: str | None = None  # where `python(...)` bindings are imported from
+    tenant: str = "default"  # whose `budget tenant` the runs count against
 
 
 @dataclass
@@ -96,6 +98,8 @@ class Runtime:
         self.providers = {p.name: self.provider(p) for p in self.plan.providers.values()}
         self.router = ModelRouter(self.plan, self.providers)
         self.tools = ToolRunner(self.http, self.options.base_dir)
+        runwide = RunWide(self.plan, store_url(self.options.state_dir, self.options.env), self.options.tenant)
+        self.runwide = runwide if runwide.active else None
         os.makedirs(self.options.state_dir, exist_ok=True)
         from vox.runtime.receipts import ReceiptLedger, load_key
 
@@ -135,6 +139,7 @@ class Runtime:
             approvals=Approvals(frozenset(self.options.approve) | frozenset(approve), dict(decisions or {})),
             events=self.events,
             tool_mocks=dict(tool_mocks or {}),
+            runwide=self.runwide,
         )
 
     async def run(self, flow: str, raw_input: dict, run_id: str | None = None, *, scripts: dict | None = None,
@@ -177,7 +182,12 @@ def simulation_reason(p: Provider, options: RunOptions) -> str | None:
 async def execute(run: Run, flow: str, raw_input: dict) -> RunResult:
     """Run a flow and describe the outcome (the same for a durable workflow and a plain run)."""
     result = RunResult(run.run_id, flow, "ok")
+    runwide = run.services.runwide
     try:
+        if runwide is not None and flow in run.plan.flows:
+            bound = run.plan.flows[flow].bound
+            await anyio.to_thread.run_sync(runwide.reserve, run.run_id, flow,
+                                           bound.bound.cost_micros if bound is not None else None)
         value = await run.execute(flow, raw_input)
         result.output = to_json(value, run.plan.flows[flow].result, run.plan.types)
     except ApprovalNeeded as pause:
@@ -189,6 +199,8 @@ async def execute(run: Run, flow: str, raw_input: dict) -> RunResult:
         result.error = {"kind": e.kind, "message": e.message, "step": e.step}
     result.spent = run.root.spent if hasattr(run.root, "snapshot") else {}
     result.receipts = list(run.receipts)
+    if runwide is not None and result.status != "waiting":
+        await anyio.to_thread.run_sync(runwide.settle, run.run_id, result.spent.get("cost_micros", 0))
     return result
 
 

@@ -473,3 +473,48 @@ async def test_a_stream_stopped_every_time_fails_the_gate(shop):
         result = await rt.run("write", {"topic": "rivers"}, "halt-twice", scripts={"writer": script})
     assert result.error["kind"] == "gate" and "stopped mid-stream" in result.error["message"]
     assert result.spent["model_calls"] == 2
+
+
+# ---- run-wide budgets --------------------------------------------------------------------------------
+
+RUNWIDE = '''
+budget tenant { cost: $0.05 per day, requests: 2 per second }
+provider sim = sim { clearance: [public] }
+model small = sim/"sim-small" { context: 8_000, max_output: 100, price: { input: $1, output: $2 } }
+agent say(x: str) -> str {
+  model: small
+  budget: { cost: $0.01, steps: 1 }
+  prompt: "Say {x}."
+}
+flow thrice(x: str) -> list[str] {
+  budget: { cost: $0.04 }
+  let a = say(x: x)
+  let b = say(x: x)
+  let c = say(x: x)
+  return [a, b, c]
+}
+'''
+
+
+@pytest.mark.anyio
+async def test_a_run_reserves_its_bound_against_the_tenant_and_settles_what_it_spent(shop):
+    from vox.runtime.fleet import SpendLedger
+
+    async with Runtime(plan_of(shop, RUNWIDE), options(shop, tenant="acme")) as rt:
+        started = anyio_clock()
+        first = await rt.run("thrice", {"x": "hi"}, "rw-1")
+        took = anyio_clock() - started
+        ledger = SpendLedger(rt.runwide.url)
+        usage = ledger.usage("tenant:acme", "day")
+        assert first.ok and usage.spent == first.spent["cost_micros"] and usage.reserved == 0
+        assert took >= 0.9  # 3 model calls at 2 per second: the third waited for the next second
+        ledger.reserve("tenant:acme", "day", 50_000, 30_000, "another-run/run")  # someone else's run
+        second = await rt.run("thrice", {"x": "hi"}, "rw-2")
+    assert second.error["kind"] == "budget" and "cannot start" in second.error["message"]
+    assert second.spent.get("model_calls", 0) == 0  # refused before any request
+
+
+def anyio_clock() -> float:
+    import time
+
+    return time.monotonic()

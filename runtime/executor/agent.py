@@ -254,6 +254,9 @@ class AgentCall:
                                              what=f"a call of `{model.name}` for `{self.agent.name}`")
         except BudgetExceeded as e:
             raise BudgetRefused(str(e), name) from None
+        runwide = self.run.services.runwide
+        if runwide is not None and runwide.rates:
+            await runwide.throttle(name, prompt + request.max_output)
         self.run.emit("model_start", step=name, model=model.name, reserved=worst)
         try:
             data = await self.run.services.journal.step(name, lambda: self._complete(model.name, request, prompt))

@@ -76,6 +76,7 @@ class Services:
     approvals: Approvals = field(default_factory=Approvals)
     events: Callable[[dict], None] = no_events
     tool_mocks: dict[str, Any] = field(default_factory=dict)  # tool → mocked reply (tests)
+    runwide: Any | None = None  # RunWide: the fleet and tenant budgets, when the program has any
 
 
 class Run:

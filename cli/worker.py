@@ -1,0 +1,56 @@
+"""`voxc worker --db postgresql://...`: join a fleet of workers sharing one database.
+
+The worker runs what `voxc run --db URL --submit` enqueues, beats a heartbeat, and recovers the
+pending runs of a worker that stops beating. It stops on SIGINT or SIGTERM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+
+import anyio
+
+from vox.cli.common import EXIT_OK, EXIT_USAGE, Streams
+
+NAME = "worker"
+HELP = "join a fleet: run the runs submitted to a PostgreSQL database"
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--db", metavar="URL", default=os.environ.get("VOX_DATABASE_URL"),
+                        help="the fleet's database, postgresql://... (or VOX_DATABASE_URL)")
+    parser.add_argument("--concurrency", type=int, default=16, help="runs at once on this worker (default 16)")
+    parser.add_argument("--heartbeat", type=float, default=2.0, metavar="SECONDS",
+                        help="beat every SECONDS; a worker silent for three beats is recovered (default 2)")
+    parser.add_argument("--state-dir", metavar="DIR", default=os.environ.get("VOX_STATE_DIR", ".vox"),
+                        help="where receipts and their key live (share it between workers)")
+    parser.add_argument("--sim", action="store_true", help="simulate every provider")
+
+
+def run(args: argparse.Namespace, streams: Streams) -> int:
+    if not args.db:
+        streams.fail("a worker needs the fleet's database: --db postgresql://... (or VOX_DATABASE_URL)")
+        return EXIT_USAGE
+    from vox.runtime.host import RunOptions
+    from vox.runtime.worker import serve
+
+    options = RunOptions(durable=True, state_dir=args.state_dir, simulate="all" if args.sim else "auto")
+
+    def ready(executor: str) -> None:
+        print(f"worker {executor} serving {args.db.split('@')[-1]}", file=streams.out, flush=True)
+
+    async def main() -> None:
+        async with anyio.create_task_group() as tg:
+            async def stop_on_signal() -> None:
+                with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                    async for _ in signals:
+                        tg.cancel_scope.cancel()
+                        return
+
+            tg.start_soon(stop_on_signal)
+            await serve(args.db, options, args.concurrency, args.heartbeat, ready)
+
+    anyio.run(main)
+    return EXIT_OK
