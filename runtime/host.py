@@ -140,6 +140,8 @@ class Runtime:
             events=self.events,
             tool_mocks=dict(tool_mocks or {}),
             runwide=self.runwide,
+            tenant=self.options.tenant,
+            store_url=store_url(self.options.state_dir, self.options.env),
         )
 
     async def run(self, flow: str, raw_input: dict, run_id: str | None = None, *, scripts: dict | None = None,

@@ -518,3 +518,48 @@ def anyio_clock() -> float:
     import time
 
     return time.monotonic()
+
+
+# ---- coordination: events and leases from a program ------------------------------------------------
+
+COORDINATED = '''
+provider sim = sim { clearance: [public] }
+tool publish(topic: str, message: str) -> int {
+  effect: write
+  bind: python("vox.stdlib.coordination:publish")
+}
+tool read_events(topic: str, after: int) -> list[str] {
+  effect: read
+  bind: python("vox.stdlib.coordination:read_events")
+}
+tool take_lease(name: str, seconds: int) -> int {
+  effect: write
+  bind: python("vox.stdlib.coordination:take_lease")
+}
+tool check_lease(name: str, token: int) -> bool {
+  effect: read
+  bind: python("vox.stdlib.coordination:check_lease")
+}
+type Seen = { first: int, second: int, messages: list[str], token: int, other: int, valid: bool }
+flow talk(x: str) -> Seen {
+  let a = publish(topic: "notes", message: x)
+  let b = publish(topic: "notes", message: "and more")
+  let token = take_lease(name: "ledger", seconds: 30)
+  let again = take_lease(name: "ledger", seconds: 30)
+  return { first: a, second: b, messages: read_events(topic: "notes", after: 0), token: token,
+           other: again, valid: check_lease(name: "ledger", token: token) }
+}
+'''
+
+
+@pytest.mark.anyio
+async def test_a_program_publishes_events_and_takes_leases(shop):
+    async with Runtime(plan_of(shop, COORDINATED), options(shop, tenant="acme")) as rt:
+        first = await rt.run("talk", {"x": "hello"}, "talk-1")
+        second = await rt.run("talk", {"x": "again"}, "talk-2")
+    assert first.ok, first.error
+    out = first.output
+    assert (out["first"], out["second"], out["messages"]) == (1, 2, ["hello", "and more"])
+    assert out["token"] > 0 and out["other"] == out["token"] and out["valid"]  # the holder re-takes its lease
+    # another run of the tenant: its own events, but the lease is held by the first run
+    assert second.output["messages"] == ["again", "and more"] and second.output["token"] == 0

@@ -30,7 +30,7 @@ from vox.runtime.executor.errors import (
 )
 from vox.runtime.executor.interpreter import Frame, Interpreter
 from vox.runtime.executor.journal import Journal
-from vox.runtime.executor.tools import ToolRunner
+from vox.runtime.executor.tools import CURRENT_CALL, CallContext, ToolRunner
 from vox.runtime.executor.values import ValueMismatch, from_json, to_json
 from vox.runtime.pii import scrub_value
 
@@ -77,6 +77,8 @@ class Services:
     events: Callable[[dict], None] = no_events
     tool_mocks: dict[str, Any] = field(default_factory=dict)  # tool → mocked reply (tests)
     runwide: Any | None = None  # RunWide: the fleet and tenant budgets, when the program has any
+    tenant: str = "default"
+    store_url: str = ""  # the fleet's database (events, leases), or the local .vox/fleet.sqlite
 
 
 class Run:
@@ -207,10 +209,13 @@ class Run:
         if tool.name in self.services.tool_mocks:
             value, attempts = self.services.tool_mocks[tool.name], 1
         else:
+            token = CURRENT_CALL.set(CallContext(self.run_id, step, self.services.tenant, self.services.store_url))
             try:
                 value, attempts = await self.services.tools.call(tool, wire_args, idempotency_key(self.run_id, step))
             except ToolFailed as e:
                 return {"error": e.message, "attempts": e.attempts}
+            finally:
+                CURRENT_CALL.reset(token)
         try:
             from_json(value, tool.result, self.plan.types, "$")
         except ValueMismatch as e:

@@ -12,6 +12,8 @@ from __future__ import annotations
 import importlib
 import inspect
 import sys
+from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
@@ -19,6 +21,18 @@ import anyio
 
 from vox.compiler.plan.model import Tool
 from vox.runtime.executor.errors import ToolFailed
+
+@dataclass(frozen=True)
+class CallContext:
+    """Who is calling a tool: what `vox.stdlib.coordination` bindings need to scope events and leases."""
+
+    run_id: str
+    step: str
+    tenant: str
+    store_url: str  # the fleet's database, or the local .vox/fleet.sqlite
+
+
+CURRENT_CALL: ContextVar[CallContext | None] = ContextVar("vox_current_call", default=None)
 
 DEFAULT_TIMEOUT_S = 30.0
 RETRY_DELAY_S = 0.2
