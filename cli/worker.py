@@ -22,6 +22,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--db", metavar="URL", default=os.environ.get("VOX_DATABASE_URL"),
                         help="the fleet's database, postgresql://... (or VOX_DATABASE_URL)")
     parser.add_argument("--concurrency", type=int, default=16, help="runs at once on this worker (default 16)")
+    parser.add_argument("--fleet-concurrency", type=int, default=None, metavar="N",
+                        help="runs at once across every worker of the fleet (kept by the shared queue)")
+    parser.add_argument("--tenant-concurrency", type=int, default=None, metavar="N",
+                        help="runs of one tenant at once across the fleet")
     parser.add_argument("--heartbeat", type=float, default=2.0, metavar="SECONDS",
                         help="beat every SECONDS; a worker silent for three beats is recovered (default 2)")
     parser.add_argument("--state-dir", metavar="DIR", default=os.environ.get("VOX_STATE_DIR", ".vox"),
@@ -50,7 +54,8 @@ def run(args: argparse.Namespace, streams: Streams) -> int:
                         return
 
             tg.start_soon(stop_on_signal)
-            await serve(args.db, options, args.concurrency, args.heartbeat, ready)
+            await serve(args.db, options, args.concurrency, args.heartbeat, ready,
+                        fleet_concurrency=args.fleet_concurrency, tenant_concurrency=args.tenant_concurrency)
 
     anyio.run(main)
     return EXIT_OK

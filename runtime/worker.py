@@ -93,8 +93,13 @@ def executor_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
 
 
-async def serve(url: str, options, concurrency: int, heartbeat_s: float = 2.0, ready=None) -> None:
-    """Run a worker until cancelled: dequeue runs, beat, recover dead peers' runs."""
+async def serve(url: str, options, concurrency: int, heartbeat_s: float = 2.0, ready=None, *,
+                fleet_concurrency: int | None = None, tenant_concurrency: int | None = None) -> None:
+    """Run a worker until cancelled: dequeue runs, beat, recover dead peers' runs.
+
+    ``concurrency`` bounds this worker; ``fleet_concurrency`` and ``tenant_concurrency`` bound
+    all workers together (the queue is partitioned by tenant), kept by DBOS in the shared database.
+    """
     from dbos import DBOS
 
     from vox.runtime import durable
@@ -106,7 +111,10 @@ async def serve(url: str, options, concurrency: int, heartbeat_s: float = 2.0, r
     DBOS(config={"name": "vox", "system_database_url": url, "application_version": FLEET_VERSION,
                  "executor_id": me, "log_level": "ERROR"})
     DBOS.launch()
-    await DBOS.register_queue_async(QUEUE, worker_concurrency=concurrency, polling_interval_sec=0.2)
+    if fleet_concurrency is not None:
+        concurrency = min(concurrency, fleet_concurrency)  # DBOS: a worker may not exceed the fleet
+    await DBOS.register_queue_async(QUEUE, worker_concurrency=concurrency, global_concurrency=fleet_concurrency,
+                                    partition_concurrency=tenant_concurrency, polling_interval_sec=0.2)
     registry = WorkerRegistry(url)
 
     async def recover(dead: str) -> None:

@@ -80,7 +80,8 @@ def _env(root: pathlib.Path) -> dict:
 
 def _worker(root: pathlib.Path, db: str) -> subprocess.Popen:
     p = subprocess.Popen([sys.executable, "-m", "vox.cli.main", "worker", "--db", db, "--heartbeat", "0.5",
-                          "--concurrency", "4", "--state-dir", str(root / ".vox")], cwd=root, env=_env(root),
+                          "--concurrency", "4", "--fleet-concurrency", "8", "--tenant-concurrency", "8",
+                          "--state-dir", str(root / ".vox")], cwd=root, env=_env(root),
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     line = p.stdout.readline()
     assert line.startswith("worker "), p.stderr.read()
