@@ -30,6 +30,7 @@ and safe when several processes start together).
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 import os
 import re
 import sqlite3
@@ -104,7 +105,7 @@ class Tx:
         return list(self.execute(sql, params).fetchall())
 
 
-class Store:
+class Store(ABC):
     """A connection per process (re-opened after a fork), used by one thread at a time."""
 
     kind = ""
@@ -136,8 +137,9 @@ class Store:
             self._sql[sql] = out
         return out
 
+    @abstractmethod
     def _dialect(self, sql: str) -> str:
-        raise NotImplementedError
+        """Per backend."""
 
     # -- transactions -------------------------------------------------------------------
 
@@ -161,9 +163,9 @@ class Store:
     def _transient(self, e: Exception) -> bool:
         return False
 
-    @contextmanager
+    @abstractmethod
     def _transaction(self) -> Iterator[Tx]:
-        raise NotImplementedError
+        """A context manager: one transaction on this backend."""
         yield  # pragma: no cover
 
     def _connection(self) -> Any:
@@ -172,8 +174,9 @@ class Store:
             self._pid = os.getpid()
         return self._conn
 
+    @abstractmethod
     def _connect(self) -> Any:
-        raise NotImplementedError
+        """Per backend."""
 
     def _closed(self, conn: Any) -> bool:
         return False
@@ -215,9 +218,9 @@ class Store:
     def _schema_lock(self, tx: Tx) -> None:
         pass
 
+    @abstractmethod
     def drop_all(self) -> None:
         """Drop every table with this store's prefix (for tests and teardown)."""
-        raise NotImplementedError
 
 
 class SqliteStore(Store):

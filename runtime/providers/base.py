@@ -7,6 +7,7 @@ failing well (status codes to typed errors, retries, deadlines, redaction) lives
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 import json
 from typing import Any, ClassVar
 from urllib.parse import quote
@@ -105,7 +106,7 @@ class StreamSink:
         return True
 
 
-class HTTPProvider:
+class HTTPProvider(ABC):
     """A provider reached over HTTP with JSON bodies. Subclasses define the wire format."""
 
     protocol: ClassVar[str] = ""
@@ -131,20 +132,25 @@ class HTTPProvider:
     # ---- the wire format (subclasses) -------------------------------------------------------
 
     @property
+    @abstractmethod
     def url(self) -> str:
-        raise NotImplementedError
+        """Per wire format."""
 
+    @abstractmethod
     def auth_headers(self) -> dict[str, str]:
-        raise NotImplementedError
+        """Per wire format."""
 
+    @abstractmethod
     def build_body(self, request: ModelRequest) -> dict[str, Any]:
-        raise NotImplementedError
+        """Per wire format."""
 
+    @abstractmethod
     def parse_response(self, data: Any, request: ModelRequest) -> ModelResponse:
-        raise NotImplementedError
+        """Per wire format."""
 
+    @abstractmethod
     async def read_stream(self, response: httpx.Response, request: ModelRequest, sink: StreamSink) -> ModelResponse:
-        raise NotImplementedError
+        """Per wire format."""
 
     def not_found_hint(self) -> str:
         return "check the model id and the base URL"
