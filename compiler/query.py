@@ -19,7 +19,8 @@ from __future__ import annotations
 from typing import Iterator
 
 from vox.compiler.hir import nodes as h
-from vox.compiler.hir.walk import children
+from vox.compiler.hir.walk import block_expressions
+from vox.compiler.hir.walk import expressions as expression_tree
 from vox.compiler.source import Span
 from vox.compiler.syntax import ast
 
@@ -81,15 +82,15 @@ def occurrences(program: h.Program, symbol: h.Symbol, *, include_declaration: bo
 def expressions(program: h.Program) -> Iterator[h.TExpr]:
     """Every typed expression of the program (flow bodies, gate checks, tests), outer first."""
     for flow in program.flows.values():
-        yield from _block_exprs(flow.body)
+        yield from block_expressions(flow.body)
     for gate in program.gates.values():
         for check in gate.checks:
-            yield from _expr_tree(check.cond)
+            yield from expression_tree(check.cond)
     for test in program.tests:
         for _, value in test.input:
-            yield from _expr_tree(value)
+            yield from expression_tree(value)
         if test.expect is not None:
-            yield from _expr_tree(test.expect)
+            yield from expression_tree(test.expect)
 
 
 def expression_at(program: h.Program, offset: int) -> h.TExpr | None:
@@ -101,32 +102,6 @@ def expression_at(program: h.Program, offset: int) -> h.TExpr | None:
             if best is None or span.length <= best.span.length:
                 best = e
     return best
-
-
-def _expr_tree(e: h.TExpr) -> Iterator[h.TExpr]:
-    yield e
-    for child in children(e):
-        yield from _expr_tree(child)
-    if isinstance(e, h.ForEach):
-        yield from _block_exprs(e.body)
-        if e.result is not None:
-            yield from _expr_tree(e.result)
-
-
-def _block_exprs(stmts) -> Iterator[h.TExpr]:
-    for s in stmts:
-        if isinstance(s, h.LetStmt):
-            yield from _expr_tree(s.value)
-        elif isinstance(s, h.ReturnStmt):
-            if s.value is not None:
-                yield from _expr_tree(s.value)
-        elif isinstance(s, h.IfStmt):
-            yield from _expr_tree(s.cond)
-            yield from _block_exprs(s.then + s.orelse)
-        elif isinstance(s, h.ParStmt):
-            yield from _block_exprs(s.branches)
-        elif isinstance(s, h.ExprStatement):
-            yield from _expr_tree(s.expr)
 
 
 # ---- declarations (AST) ----------------------------------------------------------------------------

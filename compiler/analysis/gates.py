@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from vox.compiler.analysis.results import GateReport
 from vox.compiler.diagnostics.model import DiagnosticSink, Fix, Label, TextEdit
 from vox.compiler.hir import nodes as h
+from vox.compiler.hir.walk import expressions
 from vox.compiler.source import Span
 
 LOGPROB_SIGNALS = ("confidence", "entropy")
@@ -64,26 +65,7 @@ def analyse_gates(program: h.Program, sink: DiagnosticSink) -> GateReport:
 
 def signal_calls(e: h.TExpr) -> Iterator[h.CallExpr]:
     """Every runtime signal read inside a gate condition, in source order."""
-    if isinstance(e, h.CallExpr):
-        if e.kind == "signal":
-            yield e
-        for _, arg in e.args:
-            yield from signal_calls(arg)
-    elif isinstance(e, h.UnaryExpr):
-        yield from signal_calls(e.operand)
-    elif isinstance(e, h.BinaryExpr):
-        yield from signal_calls(e.left)
-        yield from signal_calls(e.right)
-    elif isinstance(e, (h.GetField, h.GetIndex)):
-        yield from signal_calls(e.target)
-        if isinstance(e, h.GetIndex):
-            yield from signal_calls(e.index)
-    elif isinstance(e, h.ListValue):
-        for item in e.items:
-            yield from signal_calls(item)
-    elif isinstance(e, h.RecordValue):
-        for _, value in e.fields:
-            yield from signal_calls(value)
+    return (x for x in expressions(e) if isinstance(x, h.CallExpr) and x.kind == "signal")
 
 
 def _arg(call: h.CallExpr, name: str) -> h.TExpr | None:

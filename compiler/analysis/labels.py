@@ -21,6 +21,7 @@ from typing import Callable
 from vox.compiler.analysis.results import Declassification, LabelReport, SinkUse
 from vox.compiler.diagnostics.model import DiagnosticSink, Fix, Label, TextEdit
 from vox.compiler.hir import nodes as h
+from vox.compiler.hir.walk import expressions
 from vox.compiler.hir import types as t
 from vox.compiler.source import Span
 
@@ -842,21 +843,11 @@ def _url_params(tool: h.Tool) -> frozenset[str]:
 def _judges(gate: h.Gate):
     """(model name, span of the model argument) of every `judge(...)` in ``gate``'s checks."""
     out = []
-    stack = [c.cond for c in gate.checks]
-    while stack:
-        e = stack.pop()
-        if isinstance(e, h.CallExpr):
-            if e.kind == "signal" and e.name == "judge":
-                for name, arg in e.args:
-                    if name == "model" and isinstance(arg, h.Ref):
-                        out.append((arg.symbol.name, arg.span))
-            stack.extend(x for _, x in e.args)
-        elif isinstance(e, h.BinaryExpr):
-            stack.extend((e.left, e.right))
-        elif isinstance(e, h.UnaryExpr):
-            stack.append(e.operand)
-        elif isinstance(e, h.GetField):
-            stack.append(e.target)
+    for check in gate.checks:
+        for e in expressions(check.cond):
+            if isinstance(e, h.CallExpr) and e.kind == "signal" and e.name == "judge":
+                out.extend((arg.symbol.name, arg.span) for name, arg in e.args
+                           if name == "model" and isinstance(arg, h.Ref))
     return sorted(out, key=lambda x: x[1].start)
 
 

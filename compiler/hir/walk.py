@@ -34,35 +34,43 @@ def children(e: h.TExpr) -> tuple[h.TExpr, ...]:
     return ()
 
 
+def block_expressions(stmts: Iterable[h.TStmt]) -> Iterator[h.TExpr]:
+    """Every expression in a sequence of statements, each before its parts, in source order."""
+    for s in stmts:
+        yield from statement_expressions(s)
+
+
+def statement_expressions(s: h.TStmt) -> Iterator[h.TExpr]:
+    if isinstance(s, h.LetStmt):
+        yield from expressions(s.value)
+    elif isinstance(s, h.ReturnStmt):
+        if s.value is not None:
+            yield from expressions(s.value)
+    elif isinstance(s, h.IfStmt):
+        yield from expressions(s.cond)
+        yield from block_expressions(s.then + s.orelse)
+    elif isinstance(s, h.ParStmt):
+        yield from block_expressions(s.branches)
+    elif isinstance(s, h.ExprStatement):
+        yield from expressions(s.expr)
+
+
+def expressions(e: h.TExpr) -> Iterator[h.TExpr]:
+    """``e`` and every expression inside it (a loop's body included), each before its parts."""
+    yield e
+    for child in children(e):
+        yield from expressions(child)
+    if isinstance(e, h.ForEach):
+        yield from block_expressions(e.body)
+        if e.result is not None:
+            yield from expressions(e.result)
+
+
 def calls_in_block(stmts: Iterable[h.TStmt]) -> Iterator[h.CallExpr]:
     """Every call in a sequence of statements, nested ones included, in source order."""
-    for s in stmts:
-        yield from calls_in_stmt(s)
+    return (e for e in block_expressions(stmts) if isinstance(e, h.CallExpr))
 
 
 def calls_in_stmt(s: h.TStmt) -> Iterator[h.CallExpr]:
     """Every call in a statement, nested ones included, in source order."""
-    if isinstance(s, h.LetStmt):
-        yield from calls_in_expr(s.value)
-    elif isinstance(s, h.ReturnStmt):
-        if s.value is not None:
-            yield from calls_in_expr(s.value)
-    elif isinstance(s, h.IfStmt):
-        yield from calls_in_expr(s.cond)
-        yield from calls_in_block(s.then + s.orelse)
-    elif isinstance(s, h.ParStmt):
-        yield from calls_in_block(s.branches)
-    elif isinstance(s, h.ExprStatement):
-        yield from calls_in_expr(s.expr)
-
-
-def calls_in_expr(e: h.TExpr) -> Iterator[h.CallExpr]:
-    """Every call inside an expression (the expression itself first, if it is one)."""
-    if isinstance(e, h.CallExpr):
-        yield e
-    for child in children(e):
-        yield from calls_in_expr(child)
-    if isinstance(e, h.ForEach):
-        yield from calls_in_block(e.body)
-        if e.result is not None:
-            yield from calls_in_expr(e.result)
+    return (e for e in statement_expressions(s) if isinstance(e, h.CallExpr))
