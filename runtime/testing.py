@@ -37,10 +37,6 @@ class _Constants:
     def __init__(self, plan: Plan):
         self.plan = plan
 
-    def param_types(self, e) -> dict:
-        decl = {"agent": self.plan.agents, "tool": self.plan.tools, "flow": self.plan.flows}.get(e.kind, {}).get(e.name)
-        return {p.name: p.type for p in decl.params} if decl is not None else {}
-
     def mock_receipt(self, tool: str) -> dict:
         return {"$receipt": tool}
 

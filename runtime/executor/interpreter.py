@@ -85,6 +85,7 @@ class Interpreter:
     def __init__(self, run: "Run"):
         self.run = run
         self.plan: Plan = run.plan
+        self._params: dict[tuple[str, str], dict] = {}
 
     # ---- flows -----------------------------------------------------------------------------------
 
@@ -219,8 +220,17 @@ class Interpreter:
         return out
 
     async def args(self, e: CallExpr, frame: Frame) -> dict[str, Any]:
-        params = self.run.param_types(e)
+        params = self.param_types(e)
         return {a.name: await self.eval_into(a.value, params.get(a.name), frame) for a in e.args}
+
+    def param_types(self, e: CallExpr) -> dict:
+        """The parameter types of the callee of ``e``, by name (computed once per callee)."""
+        key = (e.kind, e.name)
+        found = self._params.get(key)
+        if found is None:
+            decl = {"agent": self.plan.agents, "tool": self.plan.tools, "flow": self.plan.flows}.get(e.kind, {}).get(e.name)
+            found = self._params[key] = {p.name: p.type for p in decl.params} if decl is not None else {}
+        return found
 
     async def call(self, e: CallExpr, frame: Frame) -> Any:
         if e.kind == "builtin":

@@ -167,10 +167,6 @@ class Run:
 
     # ---- tools -----------------------------------------------------------------------------------
 
-    def param_types(self, e: CallExpr) -> dict:
-        decl = {"agent": self.plan.agents, "tool": self.plan.tools, "flow": self.plan.flows}.get(e.kind, {}).get(e.name)
-        return {p.name: p.type for p in decl.params} if decl is not None else {}
-
     async def call_tool(self, e: CallExpr, args: dict, frame: Frame, want_receipt: bool = False) -> Any:
         tool = self.plan.tools[e.name]
         value, receipt = await self.tool_step(tool, args, frame.scope, frame.step_name(e.pos))
