@@ -43,6 +43,7 @@ class ToolRunner:
         self.http = http_client
         self.base_dir = base_dir
         self._functions: dict[str, Any] = {}
+        self._keyed: dict[Any, bool] = {}
 
     async def call(self, tool: Tool, args: dict[str, Any], key: str | None = None) -> tuple[Any, int]:
         """The tool's JSON result and how many attempts it took; :class:`ToolFailed` if all failed.
@@ -82,10 +83,15 @@ class ToolRunner:
         return await self.http_call(tool, args, key)
 
     def _takes_key(self, fn) -> bool:
-        try:
-            return "idempotency_key" in inspect.signature(fn).parameters
-        except (TypeError, ValueError):
-            return False
+        """Whether ``fn`` has an ``idempotency_key`` parameter (looked up once per function)."""
+        found = self._keyed.get(fn)
+        if found is None:
+            try:
+                found = "idempotency_key" in inspect.signature(fn).parameters
+            except (TypeError, ValueError):
+                found = False
+            self._keyed[fn] = found
+        return found
 
     def function(self, tool: Tool):
         target = tool.binding.target
