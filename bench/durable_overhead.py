@@ -146,8 +146,9 @@ async def phase_vox(backend: str, n: int, runs: int, pg_url: str | None, durable
         with open(os.path.join(tmp, "benchtool.py"), "w") as f:
             f.write(TOOL_MODULE)
         plan = lower_plan(check_source("bench_durable.vox", PROGRAM.format(n=n)))
-        env = {"VOX_RECEIPT_KEY": "bench", **({"VOX_DATABASE_URL": pg_url} if backend == "postgres" else {})}
-        options = RunOptions(durable=durable, state_dir=tmp, simulate="all", base_dir=tmp, env=env)
+        env = {"VOX_RECEIPT_KEY": "bench"}
+        options = RunOptions(durable=durable, state_dir=tmp, simulate="all", base_dir=tmp, env=env,
+                             db=pg_url if backend == "postgres" else None)
         items = list(range(n))
         prefix = f"run_{secrets.token_hex(4)}_"
         async with Runtime(plan, options) as rt:

@@ -14,10 +14,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
+from contextlib import nullcontext
+from dataclasses import replace
 
 import anyio
 
-from vox.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, InputError, Streams, compile_plan
+from vox.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, InputError, Streams, compile_plan, read_source
 from vox.compiler.units import format_money
 
 NAME = "run"
@@ -44,10 +46,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--run-id", metavar="ID", help="the run's id (default: a new random one)")
     parser.add_argument("--seed", type=int, default=0, help="the simulator's seed")
     parser.add_argument("--db", metavar="URL", default=os.environ.get("VOX_DATABASE_URL"),
-                        help="journal the run in this PostgreSQL database (a fleet's) instead of .vox/")
+                        help="keep the run (journal, receipts, ledgers) in this PostgreSQL database (a fleet's) "
+                             "instead of .vox/")
     parser.add_argument("--submit", action="store_true",
                         help="with --db: enqueue the run for the fleet's workers and print its id")
-    parser.add_argument("--tenant", metavar="NAME", default="default", help="the tenant a submitted run belongs to")
+    parser.add_argument("--tenant", metavar="NAME", default="default",
+                        help="the tenant the run belongs to (its `budget tenant` and concurrency)")
     parser.add_argument("--verbose", "-v", action="store_true",
                         help="print each step as it finishes (a terminal shows a live view instead)")
 
@@ -72,31 +76,26 @@ def run(args: argparse.Namespace, streams: Streams) -> int:
         streams.fail(f"choose a flow with --flow NAME (flows: {names})" if flow is None
                      else f"the program has no flow `{flow}` (flows: {names})")
         return EXIT_USAGE
+    if args.input is None and plan.flows[flow].params:  # refused before a run starts, not at its first step
+        params = [p.name for p in plan.flows[flow].params]
+        example = ", ".join(f'"{n}": ...' for n in params)
+        streams.fail(f"flow `{flow}` needs its arguments ({', '.join(f'`{n}`' for n in params)}): pass them as a "
+                     f"JSON object, as in --input '{{{example}}}' (or --input @FILE.json)")
+        return EXIT_USAGE
+    if args.submit and not args.db:
+        streams.fail("--submit needs the fleet's database: --db postgresql://...")
+        return EXIT_USAGE
+    from vox.runtime.host import new_run_id
+    from vox.runtime.state import RunSpec, hide_password
+    from vox.runtime.durable import state_url
+
+    spec = RunSpec(run_id=args.run_id or new_run_id(), plan_hash=plan.plan_hash, flow=flow, input=raw_input,
+                   base_dir=os.path.dirname(os.path.abspath(args.file)),
+                   simulate="all" if args.sim else "never" if args.live else "auto", seed=args.seed,
+                   tenant=args.tenant, store=hide_password(state_url(args.state_dir, args.db)),
+                   approve=tuple(args.approve))
     if args.submit:
-        if not args.db:
-            streams.fail("--submit needs the fleet's database: --db postgresql://...")
-            return EXIT_USAGE
-        from vox.runtime.host import new_run_id
-        from vox.runtime.worker import submit
-
-        run_id = submit(args.db, plan, flow, raw_input, args.run_id or new_run_id(), tuple(args.approve), args.tenant)
-        print(run_id, file=streams.out)
-        print(f"voxc: submitted run {run_id}; see it with: voxc runs --db URL", file=streams.err)
-        return EXIT_OK
-    from vox.runtime.host import RunOptions, Runtime
-
-    env = dict(os.environ)
-    if args.db:
-        env["VOX_DATABASE_URL"] = args.db
-    options = RunOptions(
-        durable=not args.no_durable,
-        state_dir=args.state_dir,
-        simulate="all" if args.sim else "never" if args.live else "auto",
-        seed=args.seed,
-        approve=tuple(args.approve),
-        base_dir=os.path.dirname(os.path.abspath(args.file)),
-        env=env,
-    )
+        return submit(args, streams, plan, spec)
 
     def line(event: dict) -> None:
         if event["event"] in ("agent_end", "tool_end"):
@@ -112,89 +111,132 @@ def run(args: argparse.Namespace, streams: Streams) -> int:
 
         live = LiveView(streams.err, caps_of(plan.flows[flow].caps))
     events = live if live is not None else line if args.verbose else None
+    if args.no_durable:
+        return report(anyio.run(run_plain, plan, spec, args, events, streams, live), args, streams)
+    return carry_on(args, streams, plan, spec, events, live)
+
+
+async def run_plain(plan, spec, args, events, streams: Streams, live):
+    """A run that is not journaled (`--no-durable`): it cannot be resumed."""
+    from vox.runtime.host import Runtime, options_for
+    from vox.runtime.executor.journal import NoJournal
+
+    options = replace(options_for(spec, args.state_dir, dict(os.environ), args.db), durable=False)
+    async with Runtime(plan, options, events) as rt:
+        for note in rt.notes:
+            print(f"voxc: {note}", file=streams.err)
+        with live if live is not None else nullcontext():
+            return await rt.execute_spec(spec, NoJournal(rt.store.run))
+
+
+def carry_on(args, streams: Streams, plan, spec, events=None, live=None, before=None, answered=None,
+             resume: bool = False) -> int:
+    """Start (or, with ``resume``, carry on) the durable run ``spec`` in this process and report
+    how it ended or where it waits: the one way `run`, `--resume` and `approve` execute a run."""
+    from vox.runtime.durable import Durability
+    from vox.runtime.sealing import SealError
+    from vox.runtime.state import RunConflict
 
     async def go():
-        async with Runtime(plan, options, events) as rt:
+        async with Durability(args.state_dir, dict(os.environ), args.db) as d:
+            rt = await d.runtime_for(spec, plan, events)
             for note in rt.notes:
                 print(f"voxc: {note}", file=streams.err)
-            if live is None:
-                return await rt.run(flow, raw_input, args.run_id)
-            with live:
-                return await rt.run(flow, raw_input, args.run_id)
+            if before is not None:
+                before(d)
+            with live if live is not None else nullcontext():
+                if resume:
+                    return await d.resume(spec.run_id, answered)
+                return await d.start(plan, spec)
 
-    result = anyio.run(go)
+    try:
+        result = anyio.run(go)
+    except RunConflict as e:
+        streams.fail(str(e))
+        return EXIT_USAGE
+    except SealError as e:
+        streams.fail(str(e))
+        return EXIT_FAILED
     return report(result, args, streams)
 
 
-def resume(args, streams: Streams) -> int:
-    """`--resume RUN_ID`: carry an interrupted run on with the plan it started with."""
-    from vox.cli.runs import RunNotFound, find_run
+def submit(args, streams: Streams, plan, spec) -> int:
+    from vox.runtime.state import RunConflict
+    from vox.runtime.worker import fleet_keys_missing, submit as enqueue
 
-    args.db = os.environ.get("VOX_DATABASE_URL")
+    missing = fleet_keys_missing(os.environ)
+    if missing:
+        streams.fail(f"a fleet's runs must be readable and verifiable on every worker: set {' and '.join(missing)} "
+                     "(the same values on every machine), e.g. export VOX_STATE_KEY=$(openssl rand -hex 32)")
+        return EXIT_USAGE
+    try:
+        run_id = enqueue(args.db, plan, spec, args.state_dir, dict(os.environ))
+    except RunConflict as e:
+        streams.fail(str(e))
+        return EXIT_USAGE
+    print(run_id, file=streams.out)
+    print(f"voxc: submitted run {run_id}; see it with: voxc runs --db URL", file=streams.err)
+    return EXIT_OK
+
+
+def resume(args, streams: Streams) -> int:
+    """`--resume RUN_ID`: carry an interrupted run on with the plan and spec it started with."""
+    from vox.cli.runs import RunNotFound, find_run, load_stored_plan
+
+    ignored = [flag for flag, given in (("--seed", args.seed != 0), ("--input", args.input is not None),
+                                        ("--flow", args.flow is not None), ("--run-id", args.run_id is not None),
+                                        ("--submit", args.submit), ("--sim", args.sim), ("--live", args.live),
+                                        ("--approve", bool(args.approve)), ("--tenant", args.tenant != "default"))
+               if given]
+    if ignored:
+        streams.fail(f"{', '.join(ignored)} cannot be given with --resume: a run carries on exactly as it was "
+                     "started (its seed, input, flow, simulation and approvals are stored with it)")
+        return EXIT_USAGE
     try:
         stored = find_run(args, args.resume)
+        plan = load_stored_plan(args, stored.spec.plan_hash)
     except RunNotFound as e:
         streams.fail(str(e))
         return EXIT_USAGE
     if args.file is not None:
-        plan, status = compile_plan(args.file, streams, args.color)
-        if plan is None:
+        compiled, status = compile_plan(args.file, streams, args.color)
+        if compiled is None:
             return status
-        if plan.plan_hash != stored.plan_hash:
+        if compiled.plan_hash != stored.spec.plan_hash:
             streams.fail(
                 f"run `{args.resume}` was started by another version of this program (plan "
-                f"{stored.plan_hash[:12]}, this one compiles to {plan.plan_hash[:12]}): resuming it with a changed "
-                "program could replay its history against different steps. Resume it without FILE to finish it "
-                "with the plan it started with, or start a new run.")
+                f"{stored.spec.plan_hash[:12]}, this one compiles to {compiled.plan_hash[:12]}): resuming it with a "
+                "changed program could replay its history against different steps. Resume it without FILE to finish "
+                "it with the plan it started with, or start a new run.")
             return EXIT_FAILED
-    if stored.status != "PENDING":
-        print(f"voxc: run {args.resume} already ended ({stored.status.lower()}); its outcome:", file=streams.err)
-    result = resume_stored(args, streams, stored)
-    return result if isinstance(result, int) else report(result, args, streams)
-
-
-def resume_stored(args, streams: Streams, stored, before=None, answered: str | None = None):
-    """Launch the journal with the run's stored plan (DBOS recovers the run) and wait for it; an
-    exit status instead when the plan cannot be loaded."""
-    from vox.cli.runs import load_stored_plan
-    from vox.compiler.plan import PlanError
-    from vox.runtime.host import RunOptions, Runtime
-
-    try:
-        plan = load_stored_plan(args.state_dir, stored.plan_hash)
-    except (OSError, PlanError) as e:
-        streams.fail(f"cannot load the plan of run `{stored.run_id}`: {e}")
-        return EXIT_FAILED
-    options = RunOptions(durable=True, state_dir=args.state_dir, approve=tuple(getattr(args, "approve", ()) or ()))
-
-    async def go():
-        from vox.runtime import durable
-
-        async with Runtime(plan, options) as rt:
-            for note in rt.notes:
-                print(f"voxc: {note}", file=streams.err)
-            if before is not None:
-                await before()
-            return await durable.resume(stored.run_id, stored.flow, answered)
-
-    return anyio.run(go)
+    if stored.status in ("ok", "failed"):
+        print(f"voxc: run {args.resume} already ended ({stored.status}); its outcome:", file=streams.err)
+    return carry_on(args, streams, plan, stored.spec, resume=True)
 
 
 def read_input(text: str | None) -> dict:
     if text is None:
         return {}
+    value = read_json_text(text, "--input")
+    if not isinstance(value, dict):
+        raise InputError("--input is a JSON object of the flow's arguments, as in '{\"ticket\": {...}}'")
+    return value
+
+
+def read_json_text(text: str, flag: str):
+    """``text`` as JSON, or the JSON in the file ``@path``; an InputError saying where it is wrong."""
     if text.startswith("@"):
-        try:
-            with open(text[1:], encoding="utf-8") as f:
-                text = f.read()
-        except OSError as e:
-            raise InputError(f"cannot read {text[1:]}: {e.strerror or e}") from None
+        text = read_source(text[1:])
     try:
         value = json.loads(text)
     except json.JSONDecodeError as e:
-        raise InputError(f"--input is not valid JSON: {e.msg} at line {e.lineno} column {e.colno}") from None
-    if not isinstance(value, dict):
-        raise InputError("--input is a JSON object of the flow's arguments, as in '{\"ticket\": {...}}'")
+        raise InputError(f"{flag} is not valid JSON: {e.msg} at line {e.lineno} column {e.colno}") from None
+    try:  # a lone surrogate: a "\ud800" escape, or bytes on the command line that are not UTF-8
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise InputError(f"{flag} is not valid Unicode text: it holds a lone surrogate "
+                         f"(U+{ord(e.object[e.start]):04X}); write text as UTF-8, and a \\ud800-\\udbff escape "
+                         "only followed by a \\udc00-\\udfff one") from None
     return value
 
 
@@ -210,13 +252,33 @@ def report(result, args, streams: Streams) -> int:
         print(f"voxc: run {result.run_id} finished; spent {format_money(spent)}", file=streams.err)
         return EXIT_OK
     if result.status == "waiting":
-        w = result.waiting or {}
-        print(f"voxc: run {result.run_id} is waiting for approval of `{w.get('tool')}` at {w.get('step')}\n"
-              f"  arguments: {json.dumps(w.get('arguments'), ensure_ascii=False)}\n"
-              f"  approve it with: voxc approve {result.run_id}   (or deny: voxc approve {result.run_id} --deny)",
-              file=streams.err)
+        print(waiting_message(result.run_id, result.waiting or {}), file=streams.err)
         return EXIT_WAITING
     e = result.error or {}
     where = f" at {e['step']}" if e.get("step") else ""
     print(f"voxc: run {result.run_id} failed{where}: {e.get('message')}", file=streams.err)
     return EXIT_FAILED
+
+
+def waiting_what(w: dict) -> str:
+    """What a waiting run asks a person, in a few words."""
+    kind, tool = w.get("kind", "call"), w.get("tool")
+    if kind == "again":
+        return f"whether to call `{tool}` again (the run stopped while it was running; it may already have acted)"
+    if kind == "answer":
+        return f"the answer of `{tool}` (gate `{w.get('gate')}`)"
+    return f"approval of `{tool}`"
+
+
+def waiting_message(run_id: str, w: dict) -> str:
+    lines = [f"voxc: run {run_id} is waiting for {waiting_what(w)} at {w.get('step')}",
+             f"  arguments: {json.dumps(w.get('arguments'), ensure_ascii=False)}"]
+    if w.get("idempotency_key"):
+        lines.append(f"  idempotency key: {w['idempotency_key']}")
+    if w.get("kind") == "again":
+        lines += [f"  call it again:           voxc approve {run_id}",
+                  f"  it already happened:     voxc approve {run_id} --already-done --result JSON",
+                  f"  fail the run:            voxc approve {run_id} --deny"]
+    else:
+        lines.append(f"  approve it with: voxc approve {run_id}   (or deny: voxc approve {run_id} --deny)")
+    return "\n".join(lines)

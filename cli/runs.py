@@ -1,7 +1,7 @@
 """`voxc runs [--state-dir DIR | --db URL]` lists runs; `voxc runs show RUN_ID` shows one's steps.
 
-Runs are read from the durable journal (DBOS's system database): the local SQLite file under the
-state folder, or the fleet's PostgreSQL database. The helpers here also find a run's plan for
+Runs are read from the deployment's state store (:mod:`vox.runtime.state`): the SQLite file under
+the state folder, or the fleet's PostgreSQL database. The helpers here also find a run's plan for
 `voxc approve` and `voxc run --resume`.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-from dataclasses import dataclass
+from contextlib import contextmanager
 from datetime import datetime, timezone
 
 from vox.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Streams
@@ -24,22 +24,11 @@ class RunNotFound(Exception):
     pass
 
 
-@dataclass
-class StoredRun:
-    run_id: str
-    status: str  # PENDING SUCCESS ERROR CANCELLED ...
-    plan_hash: str
-    flow: str
-    output: dict | None  # the RunResult, for a finished run
-    waiting: dict | None
-    created: int | None
-
-
 def add_location(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--state-dir", metavar="DIR", default=os.environ.get("VOX_STATE_DIR", ".vox"),
-                        help="where the runs' journal is (default: .vox)")
+                        help="where the runs are (default: .vox)")
     parser.add_argument("--db", metavar="URL", default=os.environ.get("VOX_DATABASE_URL"),
-                        help="the fleet's PostgreSQL database instead of the local journal")
+                        help="the fleet's PostgreSQL database instead of the local state folder")
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -50,50 +39,50 @@ def configure(parser: argparse.ArgumentParser) -> None:
     add_location(parser)
 
 
-def database(args) -> str:
-    from vox.runtime.durable import database_url
+@contextmanager
+def state_store(args):
+    """The deployment's state store named by ``--state-dir``/``--db``, read with the state key
+    when there is one (sealed values of a run show as ``<sealed>`` without it)."""
+    from vox.runtime.durable import state_url
+    from vox.runtime.fleet.store import StoreError
+    from vox.runtime.sealing import SealError, load_sealer
+    from vox.runtime.state import StateStore
 
-    env = dict(os.environ)
-    if args.db:
-        env["VOX_DATABASE_URL"] = args.db
-    url = database_url(args.state_dir, env)
-    if url.startswith("sqlite:///") and not os.path.exists(url[len("sqlite:///"):]):
+    url = state_url(args.state_dir, args.db)
+    if not args.db and not os.path.exists(url[len("sqlite:///"):]):
         raise RunNotFound(f"no runs in {args.state_dir}/ (use --state-dir or --db to say where they are)")
-    return url
-
-
-def client(args):
-    from dbos import DBOSClient
-
-    return DBOSClient(system_database_url=database(args))
-
-
-def find_run(args, run_id: str) -> StoredRun:
-    """The run ``run_id``, with what `approve` and `--resume` need to carry it on."""
-    c = client(args)
     try:
-        found = c.list_workflows(workflow_ids=[run_id])
-        if not found:
-            raise RunNotFound(f"there is no run `{run_id}`")
-        return _stored(c, found[0])
+        sealer = load_sealer(args.state_dir, os.environ, create=False)
+        state = StateStore(url, sealer)
+    except (StoreError, SealError) as e:
+        raise RunNotFound(str(e)) from None
+    except Exception as e:  # noqa: BLE001 - a database that cannot be reached is the user's to fix
+        raise RunNotFound(f"cannot open the runs' database: {type(e).__name__}: {str(e).splitlines()[0]}") from None
+    try:
+        yield state
     finally:
-        c.destroy()
+        state.close()
 
 
-def _stored(c, status) -> StoredRun:
-    inputs = status.input
-    positional = (inputs["args"] if isinstance(inputs, dict) else inputs.args) if inputs else ("", "")
-    waiting = c.get_event(status.workflow_id, "waiting", timeout_seconds=0) if status.status == "PENDING" else None
-    output = status.output if isinstance(status.output, dict) else None
-    return StoredRun(status.workflow_id, status.status, positional[0], positional[1], output, waiting,
-                     status.created_at)
+def find_run(args, run_id: str):
+    """The stored run ``run_id`` (spec, status, what it waits for, result)."""
+    from vox.runtime.state import RunMissing
+
+    with state_store(args) as state:
+        try:
+            return state.get_run(run_id)
+        except RunMissing as e:
+            raise RunNotFound(str(e)) from None
 
 
-def load_stored_plan(state_dir: str, plan_hash: str):
-    from vox.compiler.plan import load_plan
+def load_stored_plan(args, plan_hash: str):
+    from vox.runtime.state import RunMissing
 
-    with open(os.path.join(state_dir, "plans", plan_hash + ".json"), encoding="utf-8") as f:
-        return load_plan(f.read())
+    with state_store(args) as state:
+        try:
+            return state.load_plan(plan_hash)
+        except RunMissing as e:
+            raise RunNotFound(str(e)) from None
 
 
 def run(args: argparse.Namespace, streams: Streams) -> int:
@@ -110,64 +99,78 @@ def run(args: argparse.Namespace, streams: Streams) -> int:
 
 
 def listing(args, streams: Streams) -> int:
-    c = client(args)
-    try:
-        rows = [_stored(c, s) for s in c.list_workflows(limit=args.limit, sort_desc=True)]
-        last = {r.run_id: _last_step(c, r.run_id) for r in rows if r.status == "PENDING"}
-    finally:
-        c.destroy()
+    with state_store(args) as state:
+        rows = [(r, _last_step(state.steps(r.run_id))) for r in state.list_runs(args.limit)]
     if args.json:
-        print(json.dumps([_row(r, last.get(r.run_id)) for r in rows], indent=2), file=streams.out)
+        print(json.dumps([_row(r, last) for r, last in rows], indent=2, ensure_ascii=False), file=streams.out)
         return EXIT_OK
     print(f"{'RUN':<24} {'STATUS':<10} {'FLOW':<16} {'SPENT':>10}  {'STARTED':<20} LAST STEP", file=streams.out)
-    for r in rows:
-        row = _row(r, last.get(r.run_id))
+    for r, last in rows:
+        row = _row(r, last)
         spent = format_money(row["spent_micros"]) if row["spent_micros"] is not None else "-"
-        print(f"{r.run_id:<24} {row['status']:<10} {r.flow:<16} {spent:>10}  {row['started']:<20} "
+        print(f"{r.run_id:<24} {row['status']:<10} {r.spec.flow:<16} {spent:>10}  {row['started']:<20} "
               f"{row['last_step'] or ''}", file=streams.out)
+        if r.status == "waiting" and isinstance(r.waiting, dict):
+            from vox.cli.run import waiting_what
+
+            print(f"{'':<24} waits for {waiting_what(r.waiting)} at {r.waiting.get('step')}", file=streams.out)
     return EXIT_OK
 
 
 def show(args, streams: Streams) -> int:
-    c = client(args)
-    try:
-        found = c.list_workflows(workflow_ids=[args.run_id])
-        if not found:
-            raise RunNotFound(f"there is no run `{args.run_id}`")
-        r = _stored(c, found[0])
-        steps = c.list_workflow_steps(args.run_id)
-    finally:
-        c.destroy()
-    row = _row(r, steps[-1]["function_name"] if steps else None)
+    from vox.runtime.state import RunMissing
+
+    with state_store(args) as state:
+        try:
+            r = state.get_run(args.run_id, strict=False)
+        except RunMissing as e:
+            raise RunNotFound(str(e)) from None
+        steps = [s for s in state.steps(args.run_id)]
+    done = [s for s in steps if s["state"] == "done"]
+    row = _row(r, _last_step(steps))
+    result = r.result if isinstance(r.result, dict) else {}
+    row["overshoots"] = result.get("overshoots", [])
+    row["charges"] = result.get("charges", [])
     if args.json:
-        print(json.dumps({**row, "steps": [_step(s) for s in steps]}, indent=2, default=str), file=streams.out)
+        print(json.dumps({**row, "spec": r.spec.to_json(), "steps": steps}, indent=2, default=str,
+                         ensure_ascii=False), file=streams.out)
         return EXIT_OK
-    print(f"run {r.run_id}: {row['status']}, flow {r.flow}, plan {r.plan_hash[:12]}", file=streams.out)
-    for s in steps:
-        st = _step(s)
-        took = f"{st['ms']} ms" if st["ms"] is not None else ""
-        print(f"  {st['n']:>3}  {st['name']:<56} {st['outcome']:<6} {took}", file=streams.out)
-    if r.waiting:
-        print(f"  waiting for approval of {r.waiting.get('tool')} at {r.waiting.get('step')}", file=streams.out)
-    return EXIT_OK if r.status != "ERROR" else EXIT_FAILED
+    print(f"run {r.run_id}: {row['status']}, flow {r.spec.flow}, plan {r.spec.plan_hash[:12]}, "
+          f"tenant {r.spec.tenant}", file=streams.out)
+    for n, st in enumerate(done, start=1):
+        print(f"  {n:>3}  {st['step']:<56} {_outcome(st.get('value')):<8}", file=streams.out)
+    for st in steps:
+        if st["state"] == "began" and not any(d["step"] + "#began" == st["step"] for d in done):
+            print(f"       {st['step'][:-len('#began')]:<56} began, not recorded (interrupted)", file=streams.out)
+    for c in row["charges"]:
+        print(f"  charged {format_money(c.get('cost_micros'))} at {c.get('step')} ({c.get('charged')}: "
+              f"{c.get('why') or 'the provider reported no usage'})", file=streams.out)
+    for o in row["overshoots"]:
+        print(f"  overshoot at {o.get('step') or o.get('what')}: {json.dumps(o, ensure_ascii=False)}", file=streams.out)
+    if r.status == "waiting" and isinstance(r.waiting, dict):
+        from vox.cli.run import waiting_what
+
+        print(f"  waiting for {waiting_what(r.waiting)} at {r.waiting.get('step')}", file=streams.out)
+    return EXIT_OK if r.status != "failed" else EXIT_FAILED
 
 
-def _last_step(c, run_id: str) -> str | None:
-    steps = c.list_workflow_steps(run_id)
-    return steps[-1]["function_name"] if steps else None
+def _outcome(value) -> str:
+    if value == "<sealed>":
+        return "sealed"
+    if isinstance(value, dict) and "error" in value:
+        return "error"
+    return "ok"
 
 
-def _row(r: StoredRun, last: str | None) -> dict:
-    outcome = (r.output or {}).get("status")
-    status = {"PENDING": "waiting" if r.waiting else "running", "SUCCESS": outcome or "ok",
-              "ERROR": "crashed"}.get(r.status, r.status.lower())
-    spent = (r.output or {}).get("spent", {}).get("cost_micros") if r.output else None
-    started = datetime.fromtimestamp(r.created / 1000, timezone.utc).strftime("%Y-%m-%d %H:%M:%S") if r.created else ""
-    return {"run": r.run_id, "status": status, "flow": r.flow, "plan": r.plan_hash, "spent_micros": spent,
-            "started": started, "last_step": last, "error": (r.output or {}).get("error")}
+def _last_step(steps: list[dict]) -> str | None:
+    done = [s for s in steps if s["state"] == "done"]
+    return max(done, key=lambda s: s["at"])["step"] if done else None
 
 
-def _step(s: dict) -> dict:
-    start, end = s.get("started_at_epoch_ms"), s.get("completed_at_epoch_ms")
-    return {"n": s["function_id"], "name": s["function_name"], "outcome": "error" if s.get("error") else "ok",
-            "ms": (end - start) if start and end else None}
+def _row(r, last: str | None) -> dict:
+    result = r.result if isinstance(r.result, dict) else {}
+    spent = result.get("spent", {}).get("cost_micros") if result else None
+    started = datetime.fromtimestamp(r.created, timezone.utc).strftime("%Y-%m-%d %H:%M:%S") if r.created else ""
+    return {"run": r.run_id, "status": r.status, "flow": r.spec.flow, "plan": r.spec.plan_hash,
+            "tenant": r.spec.tenant, "spent_micros": spent, "started": started, "last_step": last,
+            "error": result.get("error"), "waiting": r.waiting if r.status == "waiting" else None}

@@ -12,7 +12,7 @@ import signal
 
 import anyio
 
-from vox.cli.common import EXIT_OK, EXIT_USAGE, Streams
+from vox.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Streams
 
 NAME = "worker"
 HELP = "join a fleet: run the runs submitted to a PostgreSQL database"
@@ -29,18 +29,20 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--heartbeat", type=float, default=2.0, metavar="SECONDS",
                         help="beat every SECONDS; a worker silent for three beats is recovered (default 2)")
     parser.add_argument("--state-dir", metavar="DIR", default=os.environ.get("VOX_STATE_DIR", ".vox"),
-                        help="where receipts and their key live (share it between workers)")
-    parser.add_argument("--sim", action="store_true", help="simulate every provider")
+                        help="this machine's state folder (DBOS's local files); everything shared is in --db")
 
 
 def run(args: argparse.Namespace, streams: Streams) -> int:
     if not args.db:
         streams.fail("a worker needs the fleet's database: --db postgresql://... (or VOX_DATABASE_URL)")
         return EXIT_USAGE
-    from vox.runtime.host import RunOptions
-    from vox.runtime.worker import serve
+    from vox.runtime.worker import WorkerDeclaredDead, fleet_keys_missing, serve
 
-    options = RunOptions(durable=True, state_dir=args.state_dir, simulate="all" if args.sim else "auto")
+    missing = fleet_keys_missing(os.environ)
+    if missing:
+        streams.fail(f"a fleet's runs must be readable and verifiable on every worker: set {' and '.join(missing)} "
+                     "(the same values on every machine), e.g. export VOX_STATE_KEY=$(openssl rand -hex 32)")
+        return EXIT_USAGE
 
     def ready(executor: str) -> None:
         print(f"worker {executor} serving {args.db.split('@')[-1]}", file=streams.out, flush=True)
@@ -54,8 +56,18 @@ def run(args: argparse.Namespace, streams: Streams) -> int:
                         return
 
             tg.start_soon(stop_on_signal)
-            await serve(args.db, options, args.concurrency, args.heartbeat, ready,
+            await serve(args.db, args.state_dir, dict(os.environ), args.concurrency, args.heartbeat, ready,
                         fleet_concurrency=args.fleet_concurrency, tenant_concurrency=args.tenant_concurrency)
 
-    anyio.run(main)
+    try:
+        anyio.run(main)
+    except WorkerDeclaredDead as e:
+        streams.fail(f"{e}; start it again to rejoin the fleet")
+        return EXIT_FAILED
+    except BaseExceptionGroup as group:
+        dead = group.subgroup(WorkerDeclaredDead)
+        if dead is None:
+            raise
+        streams.fail(f"{dead.exceptions[0]}; start it again to rejoin the fleet")
+        return EXIT_FAILED
     return EXIT_OK

@@ -13,22 +13,23 @@ the flow bounds of the budget analysis. It never opens a connection.
 
 from __future__ import annotations
 
-import contextlib
-import importlib
 import inspect
-import io
 import os
-import sys
 from collections.abc import Iterator, Mapping
 
-from vox.compiler.hir.walk import calls_in_stmt
 from vox.compiler.analysis.gates import signal_calls
 from vox.compiler.analysis.results import Analysis
+from vox.compiler.bindings import load_binding
 from vox.compiler.diagnostics.model import Diagnostic, DiagnosticSink, Label, sort_diagnostics
 from vox.compiler.hir import nodes as h
+from vox.compiler.hir.walk import calls_in_stmt
 from vox.compiler.names import did_you_mean
 from vox.compiler.source import Span
 from vox.compiler.units import format_money
+
+# The runtime passes every call's idempotency key by this name to a Python function that has a
+# parameter of that name (runtime/executor/tools.py), so the tool need not declare it.
+IDEMPOTENCY_KEY = "idempotency_key"
 
 
 def preflight(
@@ -133,28 +134,24 @@ def check_python_binding(tool: h.Tool, folder: str, sink: DiagnosticSink) -> Non
     binding = tool.binding
     assert binding is not None
     span = tool.spans.get("bind", binding.span)
-    module_name, _, attr_path = binding.target.partition(":")
-    module, problem = _import(module_name, folder)
-    if module is None:
-        sink.error("V6001", f"the binding of `{tool.name}` cannot be imported: {problem}", span,
+    loaded = load_binding(binding.target, folder)
+    module_name, attr_path, module, target = loaded.module_name, loaded.attr_path, loaded.module, loaded.function
+    if loaded.failed == "import":
+        sink.error("V6001", f"the binding of `{tool.name}` cannot be imported: {loaded.problem}", span,
                    notes=("modules are looked for in the program's folder first, then on the Python path",),
                    help=f"install or create the module `{module_name}`, or correct the binding")
         return
-    target: object = module
-    for part in attr_path.split("."):
-        if not hasattr(target, part):
-            where = getattr(module, "__file__", None) or module_name
-            if os.path.abspath(where).startswith(os.path.abspath(folder) + os.sep):
-                where = os.path.relpath(where, folder) + ", in the program's folder"
-            sink.error("V6002", f"`{module_name}` has no `{attr_path}` for tool `{tool.name}`", span,
-                       notes=(f"the module was loaded from {where}",),
-                       help=_near_names(module, attr_path) or f"define `{attr_path}` in `{module_name}`, or correct "
-                                                               "the binding")
-            return
-        target = getattr(target, part)
-    if not callable(target):
-        sink.error("V6002", f"`{binding.target}` is a {type(target).__name__}, not a function", span,
-                   help="bind the tool to a function")
+    if loaded.failed == "attribute":
+        where = getattr(module, "__file__", None) or module_name
+        if os.path.abspath(where).startswith(os.path.abspath(folder) + os.sep):
+            where = os.path.relpath(where, folder) + ", in the program's folder"
+        sink.error("V6002", f"{loaded.problem} for tool `{tool.name}`", span,
+                   notes=(f"the module was loaded from {where}",),
+                   help=_near_names(module, attr_path) or f"define `{attr_path}` in `{module_name}`, or correct "
+                                                           "the binding")
+        return
+    if target is None:
+        sink.error("V6002", loaded.problem, span, help="bind the tool to a function")
         return
     problems = signature_problems(target, tool.params)
     if problems:
@@ -184,6 +181,9 @@ def signature_problems(func: object, params: tuple[h.Param, ...]) -> list[str]:
     []
     >>> signature_problems(f, (h.Param("order_id", t.STR),))
     ['it requires `amount`, which the tool does not declare']
+    >>> def g(order_id, idempotency_key): ...  # the runtime passes the call's key to a function that takes one
+    >>> signature_problems(g, (h.Param("order_id", t.STR),))
+    []
     """
     try:
         sig = inspect.signature(func)
@@ -199,7 +199,7 @@ def signature_problems(func: object, params: tuple[h.Param, ...]) -> list[str]:
     if unknown:
         problems.append(f"it has no parameter {_names(unknown)}")
     required = [p.name for p in fparams if p.default is kinds.empty and p.name not in declared
-                and p.kind in (kinds.POSITIONAL_OR_KEYWORD, kinds.KEYWORD_ONLY)]
+                and p.name != IDEMPOTENCY_KEY and p.kind in (kinds.POSITIONAL_OR_KEYWORD, kinds.KEYWORD_ONLY)]
     if required:
         problems.append(f"it requires {_names(required)}, which the tool does not declare")
     positional = [p.name for p in fparams if p.kind is kinds.POSITIONAL_ONLY and p.default is kinds.empty]
@@ -224,42 +224,6 @@ def _keyword_names(func: object) -> set[str] | None:
 def _names(names: list[str]) -> str:
     quoted = [f"`{n}`" for n in names]
     return quoted[0] if len(quoted) == 1 else ", ".join(quoted[:-1]) + " and " + quoted[-1]
-
-
-def _import(module_name: str, folder: str) -> tuple[object | None, str]:
-    """Import ``module_name`` with ``folder`` first on the search path; (module, "") or (None, why).
-
-    Whatever importing the user's module raises is caught and described: pre-flight reports
-    problems, it does not crash. Output the module prints while importing is swallowed, so that
-    it cannot corrupt `--format json`.
-    """
-    saved = list(sys.path)
-    sys.path.insert(0, folder)
-    importlib.invalidate_caches()
-    try:
-        with contextlib.redirect_stdout(io.StringIO()):
-            return importlib.import_module(module_name), ""
-    except ModuleNotFoundError as e:
-        if e.name and (module_name == e.name or module_name.startswith(e.name + ".")):
-            return None, f"no module named `{e.name}`"
-        return None, f"importing `{module_name}` raised ModuleNotFoundError: {e}"
-    except (Exception, SystemExit) as e:  # user code: anything can happen while it imports
-        line = _user_line(e)
-        return None, f"importing `{module_name}` raised {type(e).__name__}: {e}" + (f" ({line})" if line else "")
-    finally:
-        sys.path[:] = saved
-
-
-def _user_line(e: BaseException) -> str:
-    """`file:line` of the innermost frame of the traceback, to say where the user's code failed."""
-    tb = e.__traceback__
-    last = None
-    while tb is not None:
-        last = tb
-        tb = tb.tb_next
-    if last is None:
-        return ""
-    return f"{os.path.basename(last.tb_frame.f_code.co_filename)}:{last.tb_lineno}"
 
 
 def _near_names(module: object, wanted: str) -> str | None:

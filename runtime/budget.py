@@ -27,7 +27,11 @@ The rules (they are the compiler's, see ``spec/budgets.md``):
   however many ``par`` branches race.
 * **Estimates are built to be over-estimates.** Should a provider report more than was reserved,
   the actual is charged anyway (money spent is spent) and an :class:`Overshoot` is recorded on
-  the scope, where the live view and the trace show it. It is never silent.
+  the scope, where the live view and the trace show it, and in the tree's :class:`SpendLog`,
+  which outlives the scopes and goes into the run's result. It is never silent.
+* **A retried call reserves each attempt.** :meth:`Reservation.grow` adds a further attempt's
+  estimate to a reservation, under the same checks as :meth:`BudgetScope.reserve`, so a retry
+  that could break a cap is never sent.
 
 Every operation is synchronous and takes one lock per scope tree, so it is atomic both under
 anyio's single-threaded scheduling and if a thread should touch the ledger.
@@ -50,6 +54,8 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
+from vox.compiler.units import format_money
+
 DIMENSIONS: tuple[str, ...] = ("cost_micros", "tokens", "model_calls", "tool_calls")
 _INDEX = {name: i for i, name in enumerate(DIMENSIONS)}
 _N = len(DIMENSIONS)
@@ -65,14 +71,12 @@ def format_amount(dimension: str, amount: int) -> str:
     """An amount as a person reads it.
 
     >>> format_amount("cost_micros", 1_250)
-    '$0.001250'
+    '$0.00125'
     >>> format_amount("tokens", 30_000)
     '30,000 tokens'
     """
     if dimension == "cost_micros":
-        sign = "-" if amount < 0 else ""
-        dollars, micros = divmod(abs(amount), 1_000_000)
-        return f"{sign}${dollars:,}.{micros:06d}"
+        return format_money(amount)
     if dimension == "wall_ms":
         return f"{amount:,} ms"
     unit = {"tokens": "tokens", "model_calls": "model calls", "tool_calls": "tool calls"}[dimension]
@@ -105,6 +109,26 @@ class BudgetExceeded(Exception):
                 f"of {format_amount(dimension, cap)}"
             )
         super().__init__(message)
+
+
+class SpendLog:
+    """What one scope tree's accounting found worth showing, kept for the whole run: every
+    :class:`Overshoot`, and every charge that is not the provider's own word (``charges``: a call
+    settled to its reservation because no usage was reported; see ``spec/runtime.md``).
+
+    Scopes are closed (and dropped by their parents) as calls end; this log is shared by every
+    scope of the tree and is not, so the run can report all of it at the end.
+    """
+
+    __slots__ = ("overshoots", "charges")
+
+    def __init__(self) -> None:
+        self.overshoots: list[Overshoot] = []
+        self.charges: list[dict[str, object]] = []
+
+    def charge(self, entry: dict[str, object]) -> None:
+        """Record an unverified charge (a JSON-ready dict: step, what was charged and why)."""
+        self.charges.append(entry)
 
 
 class ScopeClosed(RuntimeError):
@@ -166,6 +190,7 @@ class BudgetScope:
         "deadline",
         "closed",
         "overshoots",
+        "log",
         "_caps",
         "_spent",
         "_reserved",
@@ -201,7 +226,9 @@ class BudgetScope:
             self._lock = threading.Lock()
             self._clock = clock or time.monotonic
             self.deadline = deadline
+            self.log = SpendLog()
             return
+        self.log = parent.log
         self._lock = parent._lock
         self._clock = clock or parent._clock
         if parent.deadline is not None and (deadline is None or parent.deadline < deadline):
@@ -397,6 +424,10 @@ class BudgetScope:
             name, wall = (s.name, s._wall_ms) if s is not None else (self.name, 0)
             raise BudgetExceeded(name, "wall_ms", 0, 0, wall or 0, what)
 
+    def _overshoot(self, overshoot: Overshoot) -> None:
+        self.overshoots.append(overshoot)
+        self.log.overshoots.append(overshoot)
+
     def _bump(self, i: int, d_reserved: int, d_spent: int, d_held: int, what: str) -> None:
         """Apply a change in dimension ``i`` here and up to the scope whose cap bounds it."""
         s: BudgetScope | None = self
@@ -410,7 +441,7 @@ class BudgetScope:
                 continue
             used = s._spent[i] + s._reserved[i] + s._held[i]
             if used > cap and d_reserved + d_spent + d_held > 0:
-                s.overshoots.append(Overshoot("cap", s.name, DIMENSIONS[i], cap, used, what))
+                s._overshoot(Overshoot("cap", s.name, DIMENSIONS[i], cap, used, what))
             parent = s.parent
             if parent is not None:
                 # A capped scope holds its cap in its parent's chain, or its use if that is more
@@ -458,10 +489,44 @@ class Reservation:
             for i in range(_N):
                 if res[i] or actual[i]:
                     if actual[i] > res[i]:
-                        scope.overshoots.append(
+                        scope._overshoot(
                             Overshoot("estimate", scope.name, DIMENSIONS[i], res[i], actual[i], self.what)
                         )
                     scope._bump(i, -res[i], actual[i], 0, self.what)
+
+    def grow(self, cost_micros: int = 0, tokens: int = 0) -> None:
+        """Reserve more for the same call (a retry's attempt), or raise :class:`BudgetExceeded`.
+
+        The same checks as :meth:`BudgetScope.reserve` (every cap on the way up, the deadline);
+        when one fails nothing changes. Only an open reservation grows.
+
+        >>> scope = BudgetScope("agent a", {"tokens": 1_000})
+        >>> r = scope.reserve(tokens=400, model_calls=1, what="a call")
+        >>> r.grow(tokens=400)
+        >>> try:
+        ...     r.grow(tokens=400)
+        ... except BudgetExceeded as refused:
+        ...     print(refused)
+        budget exceeded: a call needs 400 tokens but agent a has 200 tokens left of its `tokens` cap of 1,000 tokens
+        >>> r.settle(cost_micros=0, tokens=700); scope.spent["tokens"], scope.overshoots
+        (700, [])
+        """
+        extra = [cost_micros, tokens, 0, 0]
+        for a in extra:
+            if a.__class__ is not int or a < 0:
+                raise ValueError(f"amounts must be non-negative integers, got {(cost_micros, tokens)!r}")
+        scope = self.scope
+        with scope._lock:
+            if self.state != "open":
+                raise ScopeClosed(f"cannot grow {self.what}: it is {self.state}")
+            scope._check_deadline(self.what)
+            for i in range(_N):
+                if extra[i]:
+                    scope._check_fits(i, extra[i], self.what)
+            for i in range(_N):
+                if extra[i]:
+                    scope._bump(i, extra[i], 0, 0, self.what)
+                    self.amounts[i] += extra[i]
 
     def release(self) -> None:
         """Give the whole reservation back (the call failed before spending). Idempotent."""

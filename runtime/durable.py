@@ -1,148 +1,221 @@
-"""Durable runs: a flow is one generic DBOS workflow over the plan.
+"""Durable runs: one DBOS workflow per run, over a run spec and a journal keyed by step name.
 
-Every model call and tool call of a run is a DBOS step named by its execution's step name (see
-:mod:`vox.runtime.executor.journal`), so a run that is interrupted resumes where it was, with no
-effect repeated. The DBOS application version is the plan's hash: a changed program never
-replays an old run's history. The system database is SQLite under the state directory
-(`.vox/dbos.sqlite`) unless a PostgreSQL URL is given.
+DBOS does what it is good at: it owns each run (which process executes it), queues fleet runs,
+and recovers a run whose process died. Everything else lives in the deployment's state store
+(:mod:`vox.runtime.state`): the run's spec (the workflow's only input is the run id), its journal
+keyed by step name, decisions, plans and receipts. We do not use DBOS steps: DBOS identifies a
+step by the order it starts, and the branches of a `par` start in a different order on replay.
 
-A run waiting for a person (an `approval: human` tool without a pre-approval) publishes a
-``waiting`` event and blocks on a DBOS message; `voxc approve RUN_ID` sends it, in this process
-or a later one (which recovers the pending workflow first).
+One :class:`Durability` per process, owned by the entry point (`voxc run`, `approve`, `worker`,
+the Python API), launches DBOS and serves the runs it executes; the workflow function finds it
+through ``_launched``, because DBOS's registry of workflow functions is process-global too.
+
+Where a run executes: a run started here runs on the caller's event loop; a run DBOS resumes or
+dequeues runs on DBOS's own event loop thread. A runtime (HTTP client, simulator) belongs to one
+loop, so runtimes are opened per loop, on first use, from the run's spec alone.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
-from contextlib import asynccontextmanager
+import secrets
+from contextlib import AsyncExitStack
 from dataclasses import asdict
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 import anyio
 from dbos import DBOS, SetWorkflowID
 
-from vox.compiler.plan import plan_to_json
-from vox.runtime.executor.journal import DBOSJournal, approval_topic
-from vox.runtime.executor.run import Run
+from vox.runtime.executor.journal import StoreJournal
+from vox.runtime.state import RunSpec, StateStore, hide_password
 
 if TYPE_CHECKING:
+    from vox.compiler.plan.model import Plan
     from vox.runtime.host import RunResult, Runtime
 
-_HOSTS: dict[str, "Runtime"] = {}  # plan hash → the runtime serving it in this process
-_LOADER = None  # a fleet worker's async (plan hash) -> Runtime, for plans it has not served yet
-_launched: list[str] = []  # the application version DBOS was launched with, while it is
+APP_VERSION = "vox-2"  # every run, local or fleet: the workflow loads its plan by hash from the store
+QUEUE = "vox"  # the fleet's queue
+POLL_S = 0.1  # how often a caller looks at the run's row for a pause
+
+_launched: list["Durability"] = []
 
 
 @DBOS.workflow(name="vox.run")
-async def vox_run(plan_hash: str, flow: str, raw_input: dict, options: dict) -> dict:
-    """The one workflow: run ``flow`` of the plan with this hash."""
-    from vox.runtime.host import execute
-
-    host = _HOSTS.get(plan_hash)
-    if host is None and _LOADER is not None:
-        host = await _LOADER(plan_hash)
-    if host is None:
-        raise RuntimeError(f"plan {plan_hash[:12]} is not loaded in this process; run it with its program")
-    services = host.services(DBOSJournal(), tuple(options.get("approve", ())), options.get("tool_mocks"))
-    if options.get("tenant") and services.runwide is not None:
-        from vox.runtime.runwide import RunWide
-
-        services.runwide = RunWide(host.plan, services.runwide.url, options["tenant"])
-    run = Run(host.plan, services, DBOS.workflow_id)
-    return asdict(await execute(run, flow, raw_input))
+async def vox_run(run_id: str) -> str:
+    """The one workflow: carry out the run ``run_id`` as its stored spec says."""
+    if not _launched:
+        raise RuntimeError("no durable runtime is open in this process")
+    return await _launched[0].execute(run_id)
 
 
-def database_url(state_dir: str, env) -> str:
-    return env.get("VOX_DATABASE_URL") or "sqlite:///" + os.path.abspath(os.path.join(state_dir, "dbos.sqlite"))
+def state_url(state_dir: str, db: str | None) -> str:
+    """The deployment's state store: the fleet's database, else ``<state_dir>/state.sqlite``."""
+    return db or "sqlite:///" + os.path.abspath(os.path.join(state_dir, "state.sqlite"))
 
 
-@asynccontextmanager
-async def launched(host: "Runtime"):
-    """DBOS launched for ``host``'s plan for the duration of the block."""
-    plan_hash = host.plan.plan_hash
-    if _launched and _launched[0] != plan_hash:
-        raise RuntimeError("another program's durable runs are open in this process")
-    save_plan(host)
-    _HOSTS[plan_hash] = host
-    first = not _launched
-    if first:
-        DBOS(config={
-            "name": "vox",
-            "system_database_url": database_url(host.options.state_dir, host.options.env),
-            "application_version": plan_hash,
-            "log_level": "ERROR",
-        })
+def system_url(state_dir: str, db: str | None) -> str:
+    """DBOS's system database: the fleet's database, else ``<state_dir>/dbos.sqlite``."""
+    return db or "sqlite:///" + os.path.abspath(os.path.join(state_dir, "dbos.sqlite"))
+
+
+def is_sealed_plan(plan: "Plan") -> bool:
+    """Whether runs of ``plan`` are sealed at rest: it declares a label other than `public`."""
+    return any(label != "public" for label in plan.labels)
+
+
+class Durability:
+    """DBOS launched on the deployment's database, the state store, and the runtimes serving runs."""
+
+    def __init__(self, state_dir: str = ".vox", env: Mapping[str, str] | None = None, db: str | None = None,
+                 *, executor_id: str | None = None):
+        self.state_dir = state_dir
+        self.env = dict(os.environ if env is None else env)
+        self.db = db
+        # A fresh executor id per process: DBOS recovers at launch only the runs of its own id,
+        # so starting `voxc run` never silently resumes another, crashed run (`--resume` does).
+        self.executor_id = executor_id or f"local-{os.getpid()}-{secrets.token_hex(4)}"
+        self.state: StateStore | None = None
+        self.receipt_key = None
+        self._runtimes: dict[tuple, "Runtime"] = {}
+        self._stacks: dict[int, tuple[asyncio.AbstractEventLoop, AsyncExitStack]] = {}
+        self._opening: dict[int, anyio.Lock] = {}
+
+    # ---- the process's lifetime ------------------------------------------------------------------
+
+    async def __aenter__(self) -> "Durability":
+        from vox.runtime.receipts import load_key
+        from vox.runtime.sealing import load_sealer
+
+        if _launched:
+            raise RuntimeError("durable runs are already open in this process")
+        os.makedirs(self.state_dir, exist_ok=True)
+        self.state = StateStore(state_url(self.state_dir, self.db), load_sealer(self.state_dir, self.env))
+        self.receipt_key = load_key(self.state_dir, self.env)
+        DBOS(config={"name": "vox", "system_database_url": system_url(self.state_dir, self.db),
+                     "application_version": APP_VERSION, "executor_id": self.executor_id, "log_level": "ERROR"})
         DBOS.launch()
-    _launched.append(plan_hash)
-    try:
-        yield
-    finally:
-        _launched.pop()
-        if not _launched:
-            _HOSTS.pop(plan_hash, None)
+        _launched.append(self)
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        try:
+            await self._close_runtimes()
+        finally:
+            _launched.clear()
             DBOS.destroy(destroy_registry=False)
+            self.state.close()
 
+    async def _close_runtimes(self) -> None:
+        here = asyncio.get_running_loop()
+        for loop, stack in list(self._stacks.values()):
+            if loop is here:
+                await stack.aclose()
+            elif loop.is_running():
+                await anyio.to_thread.run_sync(
+                    lambda: asyncio.run_coroutine_threadsafe(stack.aclose(), loop).result(30))
+        self._stacks.clear()
+        self._runtimes.clear()
 
-def save_plan(host: "Runtime") -> None:
-    """Keep the plan next to the runs, so `voxc approve` can resume a run without its source."""
-    folder = os.path.join(host.options.state_dir, "plans")
-    os.makedirs(folder, exist_ok=True)
-    path = os.path.join(folder, host.plan.plan_hash + ".json")
-    if not os.path.exists(path):
-        with open(path, "w", encoding="utf-8") as f:
-            f.write(plan_to_json(host.plan))
+    # ---- runtimes --------------------------------------------------------------------------------
 
+    def adopt(self, runtime: "Runtime") -> None:
+        """Serve runs of ``runtime``'s plan and options with it, on the current loop (the Python
+        API's runtime, which opened this durability)."""
+        o = runtime.options
+        key = (id(asyncio.get_running_loop()), runtime.plan.plan_hash, o.base_dir, o.simulate, o.seed)
+        self._runtimes[key] = runtime
 
-async def run(host: "Runtime", flow: str, raw_input: dict, run_id: str, tool_mocks: dict,
-              approve: tuple[str, ...]) -> "RunResult":
-    options = {"approve": list(approve), "tool_mocks": tool_mocks}
-    with SetWorkflowID(run_id):
-        handle = await DBOS.start_workflow_async(vox_run, host.plan.plan_hash, flow, raw_input, options)
-    if not may_wait(host.plan):
+    async def runtime_for(self, spec: RunSpec, plan: "Plan | None" = None,
+                          events: Callable[[dict], None] | None = None) -> "Runtime":
+        """The runtime serving ``spec`` on this event loop, opened from the spec on first use."""
+        from vox.runtime.host import Runtime, options_for
+
+        loop = asyncio.get_running_loop()
+        key = (id(loop), spec.plan_hash, spec.base_dir, spec.simulate, spec.seed)
+        found = self._runtimes.get(key)
+        if found is not None:
+            return found
+        lock = self._opening.setdefault(id(loop), anyio.Lock())
+        async with lock:
+            if key not in self._runtimes:
+                if plan is None:
+                    plan = self.state.load_plan(spec.plan_hash)
+                if id(loop) not in self._stacks:
+                    stack = AsyncExitStack()
+                    await stack.__aenter__()
+                    self._stacks[id(loop)] = (loop, stack)
+                runtime = Runtime(plan, options_for(spec, self.state_dir, self.env, self.db), events, durability=self)
+                self._runtimes[key] = await self._stacks[id(loop)][1].enter_async_context(runtime)
+        return self._runtimes[key]
+
+    # ---- runs ------------------------------------------------------------------------------------
+
+    async def start(self, plan: "Plan", spec: RunSpec) -> "RunResult":
+        """Start ``spec``'s run (or, for a run id already used with the same program, flow and
+        input, carry it on) and wait until it ends or waits for a person."""
         from vox.runtime.host import RunResult
 
-        return RunResult(**await handle.get_result())
-    return await outcome(handle, run_id, flow)
+        self.state.save_plan(plan)
+        existing = self.state.create_run(spec, is_sealed_plan(plan))
+        if existing is not None:
+            if existing.status in ("ok", "failed"):
+                return RunResult(**existing.result)
+            return await self.resume(spec.run_id)
+        with SetWorkflowID(spec.run_id):
+            handle = await DBOS.start_workflow_async(vox_run, spec.run_id)
+        return await self.outcome(spec.run_id, handle)
 
+    async def resume(self, run_id: str, answered: str | None = None) -> "RunResult":
+        """Carry on a run whose process stopped (crashed, or exited while the run waited)."""
+        from vox.runtime.host import RunResult
 
-def may_wait(plan) -> bool:
-    """Whether a run of ``plan`` can pause for a person (an approval tool, an `ask_human` gate)."""
-    return bool(plan.analysis.approval_tools) or any(
-        check.action == "ask_human" for gate in plan.gates.values() for check in gate.checks)
+        stored = self.state.get_run(run_id)
+        if stored.status in ("ok", "failed") and stored.result is not None:
+            return RunResult(**stored.result)
+        handle = await DBOS.resume_workflow_async(run_id)
+        return await self.outcome(run_id, handle, answered)
 
+    async def outcome(self, run_id: str, handle: Any, answered: str | None = None) -> "RunResult":
+        """The run's result, or where it waits for a person, whichever comes first (a wait at the
+        step ``answered`` was just answered: the run is past it)."""
+        from vox.runtime.host import RunResult
 
-async def outcome(handle, run_id: str, flow: str, answered: str | None = None) -> "RunResult":
-    """The run's result, or where it waits for approval, whichever comes first (a wait at the
-    step ``answered`` was just answered: the run is past it)."""
-    from vox.runtime.host import RunResult
+        found: dict[str, Any] = {}
 
-    found: dict[str, Any] = {}
+        async with anyio.create_task_group() as tg:
+            async def result() -> None:
+                await handle.get_result()
+                found["done"] = True
+                tg.cancel_scope.cancel()
 
-    async with anyio.create_task_group() as tg:
-        async def result() -> None:
-            found["result"] = await handle.get_result()
-            tg.cancel_scope.cancel()
+            async def waiting() -> None:
+                while True:
+                    stored = self.state.get_run(run_id)
+                    if stored.status == "waiting" and stored.waiting and stored.waiting.get("step") != answered:
+                        found["waiting"] = stored.waiting
+                        tg.cancel_scope.cancel()
+                        return
+                    await anyio.sleep(POLL_S)
 
-        async def waiting() -> None:
-            while True:
-                event = await DBOS.get_event_async(run_id, "waiting", timeout_seconds=0.5)
-                if event and event.get("step") != answered:
-                    found["waiting"] = event
-                    tg.cancel_scope.cancel()
-                    return
+            tg.start_soon(result)
+            tg.start_soon(waiting)
+        if "waiting" in found:
+            return RunResult(run_id, self.state.get_run(run_id).spec.flow, "waiting", waiting=found["waiting"])
+        return RunResult(**self.state.get_run(run_id).result)
 
-        tg.start_soon(result)
-        tg.start_soon(waiting)
-    if "result" in found:
-        return RunResult(**found["result"])
-    return RunResult(run_id, flow, "waiting", waiting=found["waiting"])
+    def decide(self, run_id: str, step: str, verdict: str, result: Any = None) -> None:
+        """Record a person's answer for a waiting run (it goes on wherever it is waiting)."""
+        self.state.decide(run_id, step, verdict, result)
 
+    async def execute(self, run_id: str) -> str:
+        """The workflow's body: the run's spec, its runtime, its journal; the result is stored."""
+        stored = self.state.get_run(run_id)
+        epoch = self.state.claim(run_id, self.executor_id)
+        runtime = await self.runtime_for(stored.spec)
+        result = await runtime.execute_spec(stored.spec, StoreJournal(self.state, run_id, epoch=epoch))
+        self.state.finish(run_id, asdict(result), epoch)
+        return result.status
 
-async def decide(run_id: str, step: str, approved: bool) -> None:
-    """Answer a waiting run's approval request (the run goes on when it is running)."""
-    await DBOS.send_async(run_id, {"approved": approved}, topic=approval_topic(step))
-
-
-async def resume(run_id: str, flow: str, answered: str | None = None) -> "RunResult":
-    handle = await DBOS.retrieve_workflow_async(run_id)
-    return await outcome(handle, run_id, flow, answered)
+    def describe(self) -> str:
+        return hide_password(self.state.url)

@@ -28,7 +28,8 @@ from vox.runtime.executor.tools import ToolRunner
 from vox.runtime.executor.values import to_json
 from vox.runtime.providers import make_http_client, make_provider
 from vox.runtime.providers.messages import ModelRequest, ModelResponse
-from vox.runtime.runwide import RunWide, store_url
+from vox.runtime.runwide import RunWide
+from vox.runtime.state import RunSpec, hide_password
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,20 @@ class RunOptions:
     env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
     base_dir: str | None = None  # where `python(...)` bindings are imported from
     tenant: str = "default"  # whose `budget tenant` the runs count against
+    db: str | None = None  # the deployment's database (a fleet's PostgreSQL); else SQLite in state_dir
+
+    @property
+    def store_url(self) -> str:
+        from vox.runtime.durable import state_url
+
+        return state_url(self.state_dir, self.db)
+
+
+def options_for(spec: RunSpec, state_dir: str, env: Mapping[str, str], db: str | None) -> RunOptions:
+    """The one way a runtime is configured for a run: from its spec, and the process's state
+    folder (where its keys are), environment (API keys) and database."""
+    return RunOptions(durable=True, state_dir=state_dir, simulate=spec.simulate, seed=spec.seed,
+                      approve=(), env=env, base_dir=spec.base_dir, tenant=spec.tenant, db=db)
 
 
 @dataclass
@@ -53,6 +68,10 @@ class RunResult:
     waiting: dict | None = None  # {step, tool, arguments} while paused for approval
     spent: dict = field(default_factory=dict)
     receipts: list[str] = field(default_factory=list)
+    # charges not verified by a provider's reported usage (settled to a reservation, or counted by
+    # the runtime), each {step, model, attempt, charged, cost_micros, tokens, why|error, cancelled}
+    charges: list[dict] = field(default_factory=list)
+    overshoots: list[dict] = field(default_factory=list)  # spend beyond a reservation or a cap
 
     @property
     def ok(self) -> bool:
@@ -71,13 +90,15 @@ class ModelRouter:
 
 
 class Runtime:
-    def __init__(self, plan: Plan, options: RunOptions | None = None, events: Callable[[dict], None] | None = None):
+    def __init__(self, plan: Plan, options: RunOptions | None = None, events: Callable[[dict], None] | None = None,
+                 *, durability=None):
         self.plan = plan
         self.options = options or RunOptions()
         self.events = events or no_events
         self.notes: list[str] = []
         self.sim_url: str | None = None
         self._stack = None
+        self.durability = durability  # given: a runtime opened for the process's durable runs
 
     # ---- setting up ----------------------------------------------------------------------------
 
@@ -98,18 +119,28 @@ class Runtime:
         self.providers = {p.name: self.provider(p) for p in self.plan.providers.values()}
         self.router = ModelRouter(self.plan, self.providers)
         self.tools = ToolRunner(self.http, self.options.base_dir)
-        runwide = RunWide(self.plan, store_url(self.options.state_dir, self.options.env), self.options.tenant)
-        self.runwide = runwide if runwide.active else None
         os.makedirs(self.options.state_dir, exist_ok=True)
+        if self.options.durable and self.durability is None:
+            # The Python API's durable runtime: it owns the process's durability, and serves its
+            # own plan's runs on this loop.
+            from vox.runtime.durable import Durability
+
+            self.durability = await self._stack.enter_async_context(
+                Durability(self.options.state_dir, self.options.env, self.options.db))
+            self.durability.adopt(self)
         from vox.runtime.receipts import ReceiptLedger, load_key
 
-        self.receipts = ReceiptLedger(os.path.join(self.options.state_dir, "receipts.db"),
-                                      load_key(self.options.state_dir, self.options.env))
-        self._stack.callback(self.receipts.close)
-        if self.options.durable:
-            from vox.runtime import durable
+        if self.durability is not None:  # one store: journal and receipts commit together
+            self.store = self.durability.state.store
+            self.receipts = ReceiptLedger(self.store, self.durability.receipt_key)
+        else:
+            from vox.runtime.fleet.store import open_store
 
-            await self._stack.enter_async_context(durable.launched(self))
+            self.store = open_store(self.options.store_url)
+            self._stack.callback(self.store.close)
+            self.receipts = ReceiptLedger(self.store, load_key(self.options.state_dir, self.options.env))
+        runwide = RunWide(self.plan, self.store, self.options.tenant)
+        self.runwide = runwide if runwide.active else None
         return self
 
     async def __aexit__(self, *exc) -> None:
@@ -124,38 +155,50 @@ class Runtime:
         if base is not None and not isinstance(base, str):
             base = self.options.env.get(base.env) or base.default
         key = self.options.env.get(p.key_env) if p.key_env else None
-        timeout = (p.timeout_ms or 60_000) / 1000
-        return make_provider(p.protocol, base, key, self.http, timeout_s=timeout)
+        return make_provider(p.protocol, base, key, self.http, timeout_s=p.timeout_ms / 1000)
 
     # ---- running -------------------------------------------------------------------------------
 
-    def services(self, journal: Journal, approve: tuple[str, ...] = (), tool_mocks: dict | None = None,
-                 decisions: dict | None = None) -> Services:
+    def spec(self, flow: str, raw_input: dict, run_id: str | None = None, *, scripts: dict | None = None,
+             tool_mocks: dict | None = None, approve: tuple[str, ...] = ()) -> RunSpec:
+        """The spec of a new run of this runtime's plan."""
+        o = self.options
+        return RunSpec(run_id=run_id or new_run_id(), plan_hash=self.plan.plan_hash, flow=flow, input=raw_input,
+                       base_dir=o.base_dir, simulate=o.simulate, seed=o.seed, tenant=o.tenant,
+                       store=hide_password(o.store_url), approve=tuple(o.approve) + tuple(approve),
+                       tool_mocks=dict(tool_mocks or {}), scripts=dict(scripts or {}))
+
+    def services(self, spec: RunSpec, journal: Journal, decisions: dict | None = None) -> Services:
+        runwide = self.runwide
+        if runwide is not None and spec.tenant != runwide.tenant:
+            runwide = RunWide(self.plan, self.store, spec.tenant)
         return Services(
             models=self.router,
             tools=self.tools,
             receipts=self.receipts,
             journal=journal,
-            approvals=Approvals(frozenset(self.options.approve) | frozenset(approve), dict(decisions or {})),
+            approvals=Approvals(frozenset(spec.approve), dict(decisions or {})),
             events=self.events,
-            tool_mocks=dict(tool_mocks or {}),
-            runwide=self.runwide,
-            tenant=self.options.tenant,
-            store_url=store_url(self.options.state_dir, self.options.env),
+            tool_mocks=dict(spec.tool_mocks),
+            runwide=runwide,
+            tenant=spec.tenant,
+            store_url=self.options.store_url,
         )
 
     async def run(self, flow: str, raw_input: dict, run_id: str | None = None, *, scripts: dict | None = None,
                   tool_mocks: dict | None = None, approve: tuple[str, ...] = ()) -> RunResult:
         """Run ``flow`` to completion (or until it waits for approval)."""
-        run_id = run_id or new_run_id()
-        if scripts:
-            await self.install_scripts(run_id, scripts)
+        spec = self.spec(flow, raw_input, run_id, scripts=scripts, tool_mocks=tool_mocks, approve=approve)
         if self.options.durable:
-            from vox.runtime import durable
+            return await self.durability.start(self.plan, spec)
+        return await self.execute_spec(spec, NoJournal(self.store.run))
 
-            return await durable.run(self, flow, raw_input, run_id, tool_mocks or {}, approve)
-        run = Run(self.plan, self.services(NoJournal(), approve, tool_mocks), run_id)
-        return await execute(run, flow, raw_input)
+    async def execute_spec(self, spec: RunSpec, journal: Journal, decisions: dict | None = None) -> RunResult:
+        """Carry out the run ``spec`` describes, recording its steps in ``journal``."""
+        if spec.scripts:
+            await self.install_scripts(spec.run_id, spec.scripts)
+        run = Run(self.plan, self.services(spec, journal, decisions), spec.run_id)
+        return await execute(run, spec.flow, spec.input)
 
     async def install_scripts(self, run_id: str, scripts: dict) -> None:
         """Give the simulator the scripted replies of mocked agents for one run."""
@@ -194,13 +237,16 @@ async def execute(run: Run, flow: str, raw_input: dict) -> RunResult:
         result.output = to_json(value, run.plan.flows[flow].result, run.plan.types)
     except ApprovalNeeded as pause:
         result.status = "waiting"
-        result.waiting = {"step": pause.step, "tool": pause.tool,
-                          "arguments": json.loads(json.dumps(pause.arguments, default=str))}
+        result.waiting = json.loads(json.dumps(pause.waiting, default=str))
     except RunError as e:
         result.status = "failed"
         result.error = {"kind": e.kind, "message": e.message, "step": e.step}
     result.spent = run.root.spent if hasattr(run.root, "snapshot") else {}
     result.receipts = list(run.receipts)
+    log = getattr(run.root, "log", None)
+    if log is not None:
+        result.charges = [dict(c) for c in log.charges]
+        result.overshoots = [o.as_dict() for o in log.overshoots]
     if runwide is not None and result.status != "waiting":
         await anyio.to_thread.run_sync(runwide.settle, run.run_id, result.spent.get("cost_micros", 0))
     return result

@@ -1,6 +1,7 @@
 """The receipt ledger: every ``write``/``external`` tool call, signed and hash-chained.
 
-Each run has its own chain in one SQLite file (by default ``.vox/receipts.db``). An entry records
+Each run has its own chain in the deployment's store (``.vox/state.sqlite`` by default, the
+fleet's PostgreSQL database with ``--db``, so any machine can verify any run). An entry records
 which tool ran at which position of the run, digests of its arguments and result, and when; it is
 signed with HMAC-SHA256 over the canonical JSON of those fields plus ``prev``, the MAC of the
 run's previous entry (a fixed genesis for the first). A ``runs`` row holds each chain's length
@@ -12,7 +13,7 @@ removing or reordering any of them. The id of an entry is derived from its MAC
 The key comes from ``VOX_RECEIPT_KEY`` or a per-installation key file (see :func:`load_key`). It is
 held in a :class:`ReceiptKey`, whose ``repr`` hides it, and never appears in a message.
 
-SQLite triggers refuse ``UPDATE`` and ``DELETE`` on the entries; they are a guard against
+Triggers refuse ``UPDATE`` and ``DELETE`` on the entries; they are a guard against
 mistakes, not a defence (anyone with the file can drop them). The defence is the MAC chain:
 :meth:`ReceiptLedger.verify` finds any change made without the key.
 """
@@ -22,17 +23,16 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import json
 import os
 import re
 import secrets
-import sqlite3
 import stat
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
+
+from vox.compiler.plan.serde import canonical_json
 
 GENESIS = "0" * 64
 KEY_ENV = "VOX_RECEIPT_KEY"
@@ -40,36 +40,30 @@ KEY_FILE = "receipt.key"
 RECEIPT_ID = re.compile(r"\brcpt_[a-z2-7]{16}\b", re.IGNORECASE)
 _KEY_CHECK = b"vox receipt ledger key check v1"
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (
-  name  TEXT PRIMARY KEY,
-  value TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS receipts (
-  id            TEXT PRIMARY KEY,
-  run           TEXT NOT NULL,
-  seq           INTEGER NOT NULL,
-  pos           TEXT NOT NULL,
-  tool          TEXT NOT NULL,
-  args_sha256   TEXT NOT NULL,
-  result_sha256 TEXT NOT NULL,
-  at            INTEGER NOT NULL,
-  prev          TEXT NOT NULL,
-  mac           TEXT NOT NULL,
-  UNIQUE (run, seq),
-  UNIQUE (run, pos)
-);
-CREATE TABLE IF NOT EXISTS runs (
-  run   TEXT PRIMARY KEY,
-  count INTEGER NOT NULL,
-  head  TEXT NOT NULL,
-  tag   TEXT NOT NULL
-);
-CREATE TRIGGER IF NOT EXISTS receipts_no_update BEFORE UPDATE ON receipts
-  BEGIN SELECT RAISE(ABORT, 'the receipt ledger is append-only'); END;
-CREATE TRIGGER IF NOT EXISTS receipts_no_delete BEFORE DELETE ON receipts
-  BEGIN SELECT RAISE(ABORT, 'the receipt ledger is append-only'); END;
-"""
+_MIGRATIONS = (
+    (
+        "CREATE TABLE IF NOT EXISTS {p}receipt_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
+        "CREATE TABLE IF NOT EXISTS {p}receipt (id TEXT PRIMARY KEY, run TEXT NOT NULL, seq BIGINT NOT NULL, "
+        "pos TEXT NOT NULL, tool TEXT NOT NULL, args_sha256 TEXT NOT NULL, result_sha256 TEXT NOT NULL, "
+        "at BIGINT NOT NULL, prev TEXT NOT NULL, mac TEXT NOT NULL, UNIQUE (run, seq), UNIQUE (run, pos))",
+        "CREATE TABLE IF NOT EXISTS {p}receipt_run (run TEXT PRIMARY KEY, count BIGINT NOT NULL, "
+        "head TEXT NOT NULL, tag TEXT NOT NULL)",
+    ),
+)
+# A guard against mistakes, not a defence: SQLite triggers refuse UPDATE and DELETE on entries.
+_SQLITE_GUARDS = (
+    "CREATE TRIGGER IF NOT EXISTS {p}receipt_no_update BEFORE UPDATE ON {p}receipt "
+    "BEGIN SELECT RAISE(ABORT, 'the receipt ledger is append-only'); END",
+    "CREATE TRIGGER IF NOT EXISTS {p}receipt_no_delete BEFORE DELETE ON {p}receipt "
+    "BEGIN SELECT RAISE(ABORT, 'the receipt ledger is append-only'); END",
+)
+_PG_GUARDS = (
+    "CREATE OR REPLACE FUNCTION {p}receipt_refuse() RETURNS trigger LANGUAGE plpgsql AS "
+    "$$ BEGIN RAISE EXCEPTION 'the receipt ledger is append-only'; END $$",
+    "DROP TRIGGER IF EXISTS {p}receipt_append_only ON {p}receipt",
+    "CREATE TRIGGER {p}receipt_append_only BEFORE UPDATE OR DELETE ON {p}receipt "
+    "FOR EACH ROW EXECUTE FUNCTION {p}receipt_refuse()",
+)
 
 
 class ReceiptError(Exception):
@@ -167,17 +161,16 @@ def _create_key_file(path: Path) -> None:
         os.unlink(tmp)
 
 
-def canonical_json(value: Any) -> bytes:
-    """The one JSON spelling of a value that is hashed: sorted keys, no spaces, UTF-8.
-
-    >>> canonical_json({"b": 1, "a": [True, None, "é"]})
-    b'{"a":[true,null,"\\xc3\\xa9"],"b":1}'
-    """
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8")
-
-
 def digest(value: Any) -> str:
-    return hashlib.sha256(canonical_json(value)).hexdigest()
+    """sha256 of the UTF-8 of the canonical JSON of ``value`` (what a receipt records of a call).
+
+    The bytes hashed and signed are part of every receipt ever signed: sorted keys, no spaces,
+    non-ASCII as UTF-8 (tests/test_receipts.py pins a signature, so a change is noticed).
+
+    >>> digest({"b": 1, "a": [True, None, "é"]}) == hashlib.sha256(b'{"a":[true,null,"\\xc3\\xa9"],"b":1}').hexdigest()
+    True
+    """
+    return hashlib.sha256(canonical_json(value).encode("utf-8")).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,40 +224,34 @@ _COLUMNS = "id, run, seq, pos, tool, args_sha256, result_sha256, at, prev, mac"
 
 
 class ReceiptLedger:
-    """The append-only, hash-chained receipt ledger in one SQLite file.
+    """The append-only, hash-chained receipt ledger in the deployment's store.
 
-    Safe to share between threads (one connection behind a lock) and between processes
-    (appends run in ``BEGIN IMMEDIATE`` transactions).
+    ``where`` is a :class:`~vox.runtime.fleet.store.Store`, a store URL (``sqlite:///...``,
+    ``postgresql://...``) or a file path (a SQLite file). Safe to share between threads and between
+    processes: an append is one transaction that locks the run's chain head first.
     """
 
-    def __init__(
-        self,
-        path: str | os.PathLike[str],
-        key: ReceiptKey | bytes,
-        *,
-        clock: Callable[[], float] = time.time,
-    ):
-        self.path = Path(path)
+    def __init__(self, where: Any, key: ReceiptKey | bytes, *, clock: Callable[[], float] = time.time):
+        from vox.runtime.fleet.store import Store, open_store
+
+        if isinstance(where, Store):
+            self.store = where
+        else:
+            text = str(where)
+            self.store = open_store(text if "://" in text else "sqlite:///" + text)
         self._key = key if isinstance(key, ReceiptKey) else ReceiptKey(key)
         self._clock = clock
-        self._lock = threading.Lock()
-        if str(path) != ":memory:":
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False, timeout=30.0)
-        with self._lock:
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")  # a receipt must outlive a power cut
-            self._db.executescript(_SCHEMA)
-            self._db.execute(
-                "INSERT OR IGNORE INTO meta(name, value) VALUES ('key_check', ?)", (self._key.fingerprint,)
-            )
+        guards = _SQLITE_GUARDS if self.store.kind == "sqlite" else _PG_GUARDS
+        self.store.ensure("receipts", (_MIGRATIONS[0] + guards,))
+        self.store.run(lambda tx: tx.execute(
+            "INSERT INTO {p}receipt_meta (name, value) VALUES ('key_check', ?) ON CONFLICT (name) DO NOTHING",
+            (self._key.fingerprint,)))
 
     def __repr__(self) -> str:
-        return f"ReceiptLedger({str(self.path)!r})"
+        return f"ReceiptLedger({self.store!r})"
 
     def close(self) -> None:
-        with self._lock:
-            self._db.close()
+        self.store.close()
 
     def __enter__(self) -> ReceiptLedger:
         return self
@@ -275,80 +262,65 @@ class ReceiptLedger:
     # -- signing -------------------------------------------------------------------------
 
     def _mac(self, fields: dict[str, Any]) -> str:
-        return hmac.new(self._key.reveal(), canonical_json(fields), hashlib.sha256).hexdigest()
+        return hmac.new(self._key.reveal(), canonical_json(fields).encode("utf-8"), hashlib.sha256).hexdigest()
 
     def _head_tag(self, run: str, count: int, head: str) -> str:
         return self._mac({"run": run, "count": count, "head": head, "kind": "head"})
 
     # -- writing -------------------------------------------------------------------------
 
-    def append(self, run_id: str, pos: str | int, tool: str, args: Any, result: Any) -> Receipt:
+    def append(self, run_id: str, pos: str | int, tool: str, args: Any, result: Any, tx: Any = None) -> Receipt:
         """Sign a tool call into the run's chain and return its receipt.
 
         Idempotent on ``(run_id, pos)``: appending the same call at the same position again (a
         resumed run) returns the existing receipt; a different tool, arguments or result there
-        raises :class:`ReceiptConflict`.
+        raises :class:`ReceiptConflict`. With ``tx``, the append is part of that transaction (the
+        journal records the step and signs its receipt in one commit).
         """
+        if tx is None:
+            return self.store.run(lambda t: self.append(run_id, pos, tool, args, result, t))
         pos = str(pos)
         args_sha, result_sha = digest(args), digest(result)
-        with self._lock:
-            db = self._db
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                row = db.execute(f"SELECT {_COLUMNS} FROM receipts WHERE run = ? AND pos = ?", (run_id, pos)).fetchone()
-                if row is not None:
-                    db.execute("COMMIT")
-                    existing = Receipt(*row)
-                    if (existing.tool, existing.args_sha256, existing.result_sha256) != (tool, args_sha, result_sha):
-                        changed = [
-                            name
-                            for name, a, b in (
-                                ("tool", existing.tool, tool),
-                                ("arguments", existing.args_sha256, args_sha),
-                                ("result", existing.result_sha256, result_sha),
-                            )
-                            if a != b
-                        ]
-                        raise ReceiptConflict(
-                            f"run {run_id} already has receipt {existing.id} at position {pos} "
-                            f"(tool {existing.tool}); this call differs in its {', '.join(changed)}"
-                        )
-                    return existing
-                head = db.execute("SELECT count, head FROM runs WHERE run = ?", (run_id,)).fetchone()
-                seq, prev = (head[0], head[1]) if head else (0, GENESIS)
-                fields = {
-                    "run": run_id,
-                    "seq": seq,
-                    "pos": pos,
-                    "tool": tool,
-                    "args_sha256": args_sha,
-                    "result_sha256": result_sha,
-                    "at": int(self._clock() * 1000),
-                    "prev": prev,
-                }
-                mac = self._mac(fields)
-                receipt = Receipt(id=receipt_id(mac), mac=mac, **fields)
-                db.execute(
-                    f"INSERT INTO receipts({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (receipt.id, run_id, seq, pos, tool, args_sha, result_sha, fields["at"], prev, mac),
+        # Lock the run's chain head first (its row, or nothing yet on a first append, where the
+        # unique (run, seq) key settles a race and the store retries the loser).
+        head = tx.one("SELECT count, head FROM {p}receipt_run WHERE run = ? FOR UPDATE", (run_id,))
+        row = tx.one(f"SELECT {_COLUMNS} FROM {{p}}receipt WHERE run = ? AND pos = ?", (run_id, pos))
+        if row is not None:
+            existing = Receipt(*row)
+            if (existing.tool, existing.args_sha256, existing.result_sha256) != (tool, args_sha, result_sha):
+                changed = [name for name, a, b in (("tool", existing.tool, tool),
+                                                   ("arguments", existing.args_sha256, args_sha),
+                                                   ("result", existing.result_sha256, result_sha)) if a != b]
+                raise ReceiptConflict(
+                    f"run {run_id} already has receipt {existing.id} at position {pos} "
+                    f"(tool {existing.tool}); this call differs in its {', '.join(changed)}"
                 )
-                db.execute(
-                    "INSERT INTO runs(run, count, head, tag) VALUES (?, ?, ?, ?) "
-                    "ON CONFLICT(run) DO UPDATE SET count = excluded.count, head = excluded.head, tag = excluded.tag",
-                    (run_id, seq + 1, mac, self._head_tag(run_id, seq + 1, mac)),
-                )
-                db.execute("COMMIT")
-                return receipt
-            except BaseException:
-                if db.in_transaction:
-                    db.execute("ROLLBACK")
-                raise
+            return existing
+        seq, prev = (head[0], head[1]) if head else (0, GENESIS)
+        fields = {
+            "run": run_id,
+            "seq": seq,
+            "pos": pos,
+            "tool": tool,
+            "args_sha256": args_sha,
+            "result_sha256": result_sha,
+            "at": int(self._clock() * 1000),
+            "prev": prev,
+        }
+        mac = self._mac(fields)
+        receipt = Receipt(id=receipt_id(mac), mac=mac, **fields)
+        tx.execute(f"INSERT INTO {{p}}receipt ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                   (receipt.id, run_id, seq, pos, tool, args_sha, result_sha, fields["at"], prev, mac))
+        tx.execute("INSERT INTO {p}receipt_run (run, count, head, tag) VALUES (?, ?, ?, ?) "
+                   "ON CONFLICT (run) DO UPDATE SET count = excluded.count, head = excluded.head, tag = excluded.tag",
+                   (run_id, seq + 1, mac, self._head_tag(run_id, seq + 1, mac)))
+        return receipt
 
     # -- reading -------------------------------------------------------------------------
 
     def get(self, receipt_id: str) -> Receipt | None:
-        with self._lock:
-            row = self._db.execute(f"SELECT {_COLUMNS} FROM receipts WHERE id = ?", (receipt_id.lower(),)).fetchone()
+        row = self.store.run(lambda tx: tx.one(f"SELECT {_COLUMNS} FROM {{p}}receipt WHERE id = ?",
+                                               (receipt_id.lower(),)))
         return Receipt(*row) if row else None
 
     def _authentic(self, r: Receipt) -> bool:
@@ -372,22 +344,21 @@ class ReceiptLedger:
         return r
 
     def entries(self, run_id: str) -> list[Receipt]:
-        with self._lock:
-            rows = self._db.execute(f"SELECT {_COLUMNS} FROM receipts WHERE run = ? ORDER BY seq", (run_id,)).fetchall()
+        rows = self.store.run(lambda tx: tx.all(f"SELECT {_COLUMNS} FROM {{p}}receipt WHERE run = ? ORDER BY seq",
+                                                (run_id,)))
         return [Receipt(*row) for row in rows]
 
     def runs(self) -> list[str]:
-        with self._lock:
-            return [r[0] for r in self._db.execute("SELECT run FROM runs ORDER BY run")]
+        return [r[0] for r in self.store.run(lambda tx: tx.all("SELECT run FROM {p}receipt_run ORDER BY run"))]
 
     # -- verifying -----------------------------------------------------------------------
 
     def verify(self, run_id: str) -> VerifyReport:
         """Check the run's chain: every MAC, every link, the order, and the signed length."""
         problems: list[str] = []
-        with self._lock:
-            check = self._db.execute("SELECT value FROM meta WHERE name = 'key_check'").fetchone()
-            head = self._db.execute("SELECT count, head, tag FROM runs WHERE run = ?", (run_id,)).fetchone()
+        check, head = self.store.run(lambda tx: (
+            tx.one("SELECT value FROM {p}receipt_meta WHERE name = 'key_check'"),
+            tx.one("SELECT count, head, tag FROM {p}receipt_run WHERE run = ?", (run_id,))))
         if check is not None and not hmac.compare_digest(check[0], self._key.fingerprint):
             problems.append(
                 "the ledger was signed with a different key than the one loaded "

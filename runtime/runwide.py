@@ -4,7 +4,7 @@ Before its first request a run reserves its flow's worst-case cost (the compiler
 the tenant's and the fleet's cost per period, all or nothing, and settles to what it spent when it
 ends; a run that cannot fit is refused before it starts. Request and token rates are throttles:
 every model call waits for its share of the minute. The ledgers live in the fleet's database
-(PostgreSQL, so that all workers share them) or, for local runs, in `.vox/fleet.sqlite`.
+(PostgreSQL, so that all workers share them) or, for local runs, in the state store `.vox/state.sqlite`.
 Reservations and admissions are keyed by run and step, so a resumed run is never charged twice.
 """
 
@@ -18,7 +18,7 @@ from vox.runtime.executor.errors import BudgetRefused
 
 
 class RunWide:
-    def __init__(self, plan: Plan, url: str, tenant: str = "default"):
+    def __init__(self, plan: Plan, url: Any, tenant: str = "default"):
         self.cost: list[tuple[str, str, int]] = []  # (scope, period, cap micros)
         self.rates: list[tuple[str, str, str, int]] = []  # (scope, requests|tokens, unit, limit)
         for budget in plan.budgets.values():
@@ -29,7 +29,8 @@ class RunWide:
                 rate = getattr(budget, kind)
                 if rate is not None:
                     self.rates.append((scope, kind, rate.per, rate.amount))
-        self.url = url
+        self.url = url  # the state store, or its URL
+        self.tenant = tenant
         self._ledger: Any = None
         self._limiter: Any = None
 
@@ -79,8 +80,3 @@ class RunWide:
         for scope, kind, unit, limit in self.rates:
             n = 1 if kind == "requests" else min(tokens, limit)
             await self._limiter.wait(f"{scope}:{kind}", unit, limit, n, key=step)
-
-
-def store_url(state_dir: str, env) -> str:
-    """The fleet's database when there is one, else a SQLite file under the state folder."""
-    return env.get("VOX_DATABASE_URL") or "sqlite:///" + os.path.abspath(os.path.join(state_dir, "fleet.sqlite"))

@@ -46,7 +46,7 @@ def test_refused_before_anything_is_spent():
 
 def test_money_in_messages_is_exact():
     flow = BudgetScope("flow f", {"cost_micros": 20_000})
-    with pytest.raises(BudgetExceeded, match=r"needs \$0\.020001 but flow f has \$0\.020000 left of its `cost` cap"):
+    with pytest.raises(BudgetExceeded, match=r"needs \$0\.020001 but flow f has \$0\.02 left of its `cost` cap"):
         flow.reserve(cost_micros=20_001, what="call")
 
 

@@ -316,3 +316,52 @@ def test_fmt_with_the_real_formatter_is_stable_on_the_examples(capsys, tmp_path)
         code, _, err = run(capsys, "fmt", str(copy))
         assert code == 0, err
         assert run(capsys, "fmt", "--check", str(copy)) == (0, "", ""), example.name
+
+
+# ---- run: the flow's input, through the installed console script -------------------------------
+
+VOXC = Path(sys.executable).parent / "voxc"
+
+
+def voxc(cwd: Path, *argv: str | bytes) -> subprocess.CompletedProcess:
+    """The installed `voxc` console script, run in ``cwd`` (outside the repository) as a user would."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VOX")}
+    return subprocess.run([str(VOXC), *argv], cwd=cwd, env=env, capture_output=True, timeout=120)
+
+
+@pytest.fixture
+def hello(tmp_path) -> Path:
+    (tmp_path / "hello.vox").write_text((ROOT / "examples" / "hello.vox").read_text(encoding="utf-8"))
+    return tmp_path
+
+
+def assert_usage_error_before_any_run(done: subprocess.CompletedProcess, cwd: Path, expected: str) -> None:
+    assert done.returncode == 2, done.stderr
+    assert done.stdout == b""
+    assert done.stderr.decode() == f"voxc: error: {expected}\n"
+    assert not (cwd / ".vox").exists()  # no run was started, so nothing was journaled
+
+
+def test_run_without_input_for_a_flow_with_parameters_is_a_usage_error(hello):
+    done = voxc(hello, "run", "hello.vox", "--sim")
+    assert_usage_error_before_any_run(
+        done, hello, "flow `hello` needs its arguments (`name`): pass them as a JSON object, as in "
+                     "--input '{\"name\": ...}' (or --input @FILE.json)")
+
+
+def test_run_input_with_a_lone_surrogate_escape_is_an_input_error(hello):
+    done = voxc(hello, "run", "hello.vox", "--sim", "--input", '{"name": "\\ud800"}')
+    assert_usage_error_before_any_run(
+        done, hello, "--input is not valid Unicode text: it holds a lone surrogate (U+D800); write text as UTF-8, "
+                     "and a \\ud800-\\udbff escape only followed by a \\udc00-\\udfff one")
+
+
+def test_run_input_file_with_surrogate_bytes_is_an_input_error(hello):
+    (hello / "args.json").write_bytes(b'{"name": "\xed\xa0\x80"}')  # U+D800 encoded as if it were text
+    done = voxc(hello, "run", "hello.vox", "--sim", "--input", "@args.json")
+    assert_usage_error_before_any_run(done, hello, "cannot read args.json: not valid UTF-8 (byte 0xed at offset 10)")
+
+
+def test_run_input_argument_that_is_not_utf8_is_an_input_error(hello):
+    done = voxc(hello, "run", "hello.vox", "--sim", "--input", b'{"name": "\xff"}')
+    assert done.returncode == 2 and b"lone surrogate (U+DCFF)" in done.stderr, done.stderr

@@ -100,6 +100,9 @@ flow announce(order: str) -> str {
 POINTS = ["charge:before", "charge:after", "model", "ship:before", "ship:after"]
 PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
 
+# The installed console script, as a user runs it (never `python -m`, which hides import-path bugs).
+VOXC = str(pathlib.Path(sys.executable).with_name("voxc"))
+
 
 def _pg_up() -> bool:
     try:
@@ -133,7 +136,7 @@ class Trial:
         return env
 
     def voxc(self, run: str, *args: str, crash: str | None = None) -> subprocess.Popen:
-        return subprocess.Popen([sys.executable, "-m", "vox.cli.main", *args], cwd=self.root, env=self.env(run, crash),
+        return subprocess.Popen([VOXC, *args], cwd=self.root, env=self.env(run, crash),
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
     def start(self, run: str, flow: str = "fulfil", crash: str | None = None) -> subprocess.Popen:
@@ -235,7 +238,8 @@ def test_a_non_idempotent_tool_that_crashed_mid_call_waits_for_a_decision(tmp_pa
     assert p.returncode == -signal.SIGKILL
     code, outcome, err = trial.resume(run)
     assert code == 4 and outcome["status"] == "waiting"
-    assert "may already have acted" in outcome["waiting"]["tool"]
+    assert outcome["waiting"]["kind"] == "again" and outcome["waiting"]["tool"] == "notify"
+    assert "may already have acted" in outcome["waiting"]["reason"]
     assert len(trial.executions(run)) == 1  # not silently called again
     p = trial.voxc(run, "approve", run, "--json")
     out, err = p.communicate(timeout=120)
@@ -268,3 +272,151 @@ def test_voxc_runs_lists_and_shows_runs(tmp_path, sim):
     p = trial.voxc("listed", "runs", "show", "listed")
     shown, _ = p.communicate(timeout=60)
     assert "fulfil.s0.charge" in shown and "fulfil.s1.writer/model[0]" in shown and "fulfil.s2.ship" in shown
+
+
+# ---- the run spec, decisions and values at rest -----------------------------------------------------
+
+def test_reusing_a_run_id_for_another_input_is_refused(tmp_path, sim):
+    trial = Trial(tmp_path, "sqlite", sim)
+    out, err = trial.start("reused").communicate(timeout=120)
+    assert json.loads(out)["status"] == "ok", err
+    again = trial.voxc("reused", "run", "prog.vox", "--flow", "fulfil", "--input", '{"order": "B8"}',
+                       "--run-id", "reused", "--json", "--seed", "3")
+    out, err = again.communicate(timeout=120)
+    assert again.returncode == 2 and "already used by a run of another input" in err, err
+    same = trial.start("reused")  # the same start again: the stored outcome, nothing repeated
+    out, err = same.communicate(timeout=120)
+    assert same.returncode == 0 and json.loads(out)["output"]["charge"] == "ch_A7", err
+    assert len(trial.executions("reused")) == 2  # charge and ship, once each
+
+
+def test_resume_refuses_flags_it_would_ignore(tmp_path, sim):
+    trial = Trial(tmp_path, "sqlite", sim)
+    trial.start("flags", crash="ship:before").communicate(timeout=120)
+    for flags in (["--seed", "9"], ["--input", "{}"], ["--approve", "ship"], ["--sim"]):
+        code, _, err = trial.resume("flags", *flags)
+        assert code == 2 and "cannot be given with --resume" in err, (flags, err)
+    code, outcome, err = trial.resume("flags")
+    assert code == 0 and outcome["status"] == "ok", err
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_an_interrupted_call_that_already_happened_goes_on_with_the_entered_result(tmp_path, sim, backend):
+    trial = Trial(tmp_path, backend, sim)
+    run = f"done-{uuid.uuid4().hex[:8]}"
+    trial.start(run, flow="announce", crash="notify:after").communicate(timeout=120)
+    code, outcome, err = trial.resume(run)
+    assert code == 4 and outcome["waiting"]["kind"] == "again", err
+    assert outcome["waiting"]["idempotency_key"] and outcome["waiting"]["arguments"] == {"order_id": "A7"}
+    p = trial.voxc(run, "runs")
+    listing, _ = p.communicate(timeout=60)
+    assert "waits for whether to call `notify` again" in listing, listing
+    p = trial.voxc(run, "approve", run, "--already-done", "--result", '"sent by hand"', "--json")
+    out, err = p.communicate(timeout=120)
+    assert p.returncode == 0 and json.loads(out)["output"] == "sent by hand", err
+    assert len(trial.executions(run)) == 1  # not called again
+    p = trial.voxc(run, "receipts", "verify", run)
+    verified, err = p.communicate(timeout=60)
+    assert p.returncode == 0 and "1 receipts" in verified, err
+
+
+APPROVAL_PROGRAM = '''
+provider sim = sim { clearance: [public] }
+tool refund(order_id: str) -> str {
+  effect: write
+  idempotent: true
+  approval: human
+  bind: python("payments:refund")
+}
+flow pay(order_id: str) -> str {
+  return refund(order_id: order_id)
+}
+'''
+
+PAYMENTS = '''
+import json, os
+
+def refund(order_id, idempotency_key=None):
+    with open(os.environ["EFFECTS_LOG"], "a") as f:
+        f.write(json.dumps({"tool": "refund", "key": idempotency_key}) + "\\n")
+    return "refunded " + order_id
+'''
+
+
+def test_approval_through_the_console_script_runs_the_tool_from_its_program_s_folder(tmp_path):
+    """`voxc approve` from another folder, with only --state-dir: the spec says where the
+    program's bindings are, so the approved python tool imports and runs."""
+    program = tmp_path / "shop"
+    program.mkdir()
+    (program / "prog.vox").write_text(APPROVAL_PROGRAM)
+    (program / "payments.py").write_text(PAYMENTS)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    state = str(tmp_path / "state")
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp_path),
+           "EFFECTS_LOG": str(tmp_path / "effects.log")}
+    started = subprocess.run([VOXC, "run", str(program / "prog.vox"), "--input", '{"order_id": "42"}',
+                              "--run-id", "pay-1", "--state-dir", state], cwd=tmp_path, env=env,
+                             capture_output=True, text=True, timeout=120)
+    assert started.returncode == 4 and "waiting for approval of `refund`" in started.stderr, started.stderr
+    assert not (tmp_path / "effects.log").exists()
+    approved = subprocess.run([VOXC, "approve", "pay-1", "--state-dir", state, "--json"], cwd=elsewhere, env=env,
+                              capture_output=True, text=True, timeout=120)
+    assert approved.returncode == 0, approved.stderr
+    outcome = json.loads(approved.stdout)
+    assert outcome["status"] == "ok" and outcome["output"] == "refunded 42", outcome
+    assert len((tmp_path / "effects.log").read_text().splitlines()) == 1
+
+
+SEALED_PROGRAM = '''
+label pii
+provider sim = sim { clearance: [public, pii] }
+tool remember(email: str @pii) -> str @pii {
+  effect: write
+  idempotent: true
+  clearance: [pii]
+  bind: python("memory:remember")
+}
+flow keep(email: str @pii) -> str @pii {
+  return remember(email: email)
+}
+'''
+
+
+def test_labelled_values_are_sealed_at_rest(tmp_path):
+    (tmp_path / "prog.vox").write_text(SEALED_PROGRAM)
+    (tmp_path / "memory.py").write_text("def remember(email, idempotency_key=None):\n    return 'kept ' + email\n")
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp_path)}
+    secret = "ada.lovelace@example.org"
+    done = subprocess.run([VOXC, "run", "prog.vox", "--input", json.dumps({"email": secret}), "--run-id", "k1"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and secret in done.stdout, done.stderr
+    key = tmp_path / ".vox" / "state.key"
+    assert key.exists() and (key.stat().st_mode & 0o777) == 0o600
+    for stored in (tmp_path / ".vox").iterdir():  # the databases, their WAL files, the keys
+        if stored.is_file():
+            assert secret.encode() not in stored.read_bytes(), stored.name
+    shown = subprocess.run([VOXC, "runs", "show", "k1", "--json"], cwd=tmp_path, env=env,
+                           capture_output=True, text=True, timeout=60)
+    assert shown.returncode == 0 and secret in shown.stdout, shown.stderr
+    key.rename(tmp_path / "key.moved")  # a reader without the key sees that values exist, not what they are
+    shown = subprocess.run([VOXC, "runs", "show", "k1", "--json"], cwd=tmp_path, env=env,
+                           capture_output=True, text=True, timeout=60)
+    assert shown.returncode == 0 and secret not in shown.stdout and "<sealed>" in shown.stdout, shown.stderr
+
+
+def test_a_superseded_execution_records_nothing(tmp_path):
+    from vox.runtime.sealing import Sealer
+    from vox.runtime.state import RunSpec, StateStore, Superseded
+
+    state = StateStore("sqlite:///" + str(tmp_path / "state.sqlite"), Sealer(bytes(32)))
+    state.create_run(RunSpec("r1", "0" * 64, "f", {}), sealed=True)
+    old = state.claim("r1", "worker-a")
+    new = state.claim("r1", "worker-b")  # worker-a was declared dead; worker-b took the run over
+    with pytest.raises(Superseded, match="worker-b"):
+        state.record("r1", "f.s0.t", {"value": 1}, epoch=old)
+    with pytest.raises(Superseded):
+        state.begin("r1", "f.s1.t#began", epoch=old)
+    assert state.recorded("r1", "f.s0.t") == (False, None)
+    state.record("r1", "f.s0.t", {"value": 2}, epoch=new)
+    assert state.recorded("r1", "f.s0.t") == (True, {"value": 2})

@@ -153,8 +153,8 @@ def test_ledger_refuses_over_cap_and_books_nothing(db):
     assert (e.scope, e.period, e.cap) == ("tenant:acme", "day", 1_000_000)
     assert (e.spent, e.reserved, e.needed) == (0, 700_000, 300_001)
     assert str(e) == (
-        "spend refused: tenant:acme needs $0.300001 but has $0.300000 left of its $1.000000 per day cap "
-        "($0.000000 spent, $0.700000 reserved, day from 2025-03-05T00:00Z)"
+        "spend refused: tenant:acme needs $0.300001 but has $0.30 left of its $1 per day cap "
+        "($0 spent, $0.70 reserved, day from 2025-03-05T00:00Z)"
     )
     assert lg.get("run-2/a") == []
     lg.reserve("tenant:acme", "day", 1_000_000, 300_000, key="run-2/a", now=DAY1)  # exactly the cap fits

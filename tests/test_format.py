@@ -3,7 +3,6 @@ program and every comment, and any re-layout of an example formats back to the s
 
 from __future__ import annotations
 
-import difflib
 import functools
 import pathlib
 import random
@@ -38,14 +37,6 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 EXAMPLES = sorted((ROOT / "examples").glob("*.vox"))
 EXAMPLE_NAMES = [p.name for p in EXAMPLES]
 
-# Lines (1-based) that the formatter rewrites in reference.vox, which is a verbatim copy of the
-# shared design file and so is not reformatted: spaces that align two declarations (line 8) and
-# a record longer than LINE_WIDTH columns (line 168). Every other example is in canonical form.
-# The test fails when any other line changes, and when an example listed here becomes canonical.
-NOT_YET_CANONICAL: dict[str, tuple[int, ...]] = {
-    "reference.vox": (8, 168),
-}
-
 FAST = settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 # Parses are deterministic: sharing them keeps the property tests fast.
 CACHE = DeclCache()
@@ -78,32 +69,12 @@ def canonical_text(name: str) -> str:
     return fmt(example_text(name))
 
 
-def rewritten_lines(original: str, formatted: str) -> tuple[int, ...]:
-    """1-based numbers of the lines of ``original`` that do not survive into ``formatted``."""
-    matcher = difflib.SequenceMatcher(None, original.splitlines(), formatted.splitlines(), autojunk=False)
-    return tuple(
-        i + 1 for tag, start, end, _, _ in matcher.get_opcodes() if tag != "equal" for i in range(start, end)
-    )
-
-
 # ---- 1. the examples are canonical ----------------------------------------------------------
 
 
 @pytest.mark.parametrize("name", EXAMPLE_NAMES)
 def test_example_is_canonical(name):
-    original = example_text(name)
-    formatted = canonical_text(name)
-    if name not in NOT_YET_CANONICAL:
-        assert formatted == original
-    else:
-        assert rewritten_lines(original, formatted) == NOT_YET_CANONICAL[name]
-
-
-def test_the_known_differences_are_long_lines_or_alignment():
-    for name, numbers in NOT_YET_CANONICAL.items():
-        lines = example_text(name).splitlines()
-        for n in numbers:
-            assert len(lines[n - 1]) > LINE_WIDTH or "  {" in lines[n - 1], (name, n)
+    assert canonical_text(name) == example_text(name)
 
 
 # ---- 2. idempotent, and the same program ----------------------------------------------------

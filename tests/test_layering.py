@@ -53,6 +53,13 @@ def test_grammar_ships_as_package_data():
     assert "agent_decl" in text
 
 
+# Compiler modules the runtime shares so that a thing is done one way on both sides: money is
+# written and cost rounded as the compiler's bounds do it (units), and a tool's binding is
+# imported as pre-flight imports it (bindings). They are leaves: they import nothing of the
+# compiler, so sharing them brings the runtime none of the parser, checker or analyses.
+SHARED_WITH_THE_RUNTIME = ("vox.compiler.units", "vox.compiler.bindings")
+
+
 def test_the_runtime_reads_only_the_plan():
     """The plan is the contract: the runtime never imports the parser, checker or analyses
     (runtime/program.py, the embedding API that compiles a file first, is the one exception)."""
@@ -61,7 +68,15 @@ def test_the_runtime_reads_only_the_plan():
             continue
         for name in _imports(path):
             if name.startswith("vox.compiler"):
-                assert name.startswith("vox.compiler.plan"), f"{path.relative_to(ROOT)} imports {name}"
+                assert name.startswith("vox.compiler.plan") or name in SHARED_WITH_THE_RUNTIME, \
+                    f"{path.relative_to(ROOT)} imports {name}"
+
+
+def test_the_modules_shared_with_the_runtime_are_leaves():
+    for name in SHARED_WITH_THE_RUNTIME:
+        path = ROOT / "compiler" / (name.rsplit(".", 1)[1] + ".py")
+        for imported in _imports(path):
+            assert not imported.startswith("vox."), f"{path.relative_to(ROOT)} imports {imported}"
 
 
 def test_the_runtime_never_imports_the_cli_or_the_language_server():

@@ -9,6 +9,7 @@ import itertools
 import sys
 import textwrap
 
+import anyio
 import pytest
 
 from vox.cli.main import main
@@ -105,6 +106,43 @@ def test_not_callable(project):
     _, result, _ = project(TOOL, "issue_refund = 42\n")
     [d] = preflight(result.program, result.analysis, {})
     assert d.code == "V6002" and "not a function" in d.message
+
+
+@pytest.mark.parametrize("python", [
+    "def issue_refund(order_id, amount, note=None, *, idempotency_key): ...",
+    "def issue_refund(order_id, idempotency_key, amount, note=None): ...",
+])
+def test_an_idempotency_key_without_a_default_is_accepted(project, python):
+    """The runtime passes every call's key as `idempotency_key=` to a function that takes one."""
+    _, result, _ = project(TOOL, python + "\n")
+    assert preflight(result.program, result.analysis, {}) == []
+
+
+def test_the_runtime_passes_the_idempotency_key_preflight_accepts(project, tmp_path):
+    from vox.compiler.plan import lower_plan
+    from vox.runtime.executor.tools import ToolRunner
+
+    python = "def issue_refund(order_id, amount, note=None, *, idempotency_key):\n    return idempotency_key\n"
+    _, result, _ = project(TOOL, python)
+    assert preflight(result.program, result.analysis, {}) == []
+    tool = lower_plan(result).tools["issue_refund"]
+    runner = ToolRunner(base_dir=str(tmp_path))
+    value, attempts = anyio.run(runner.call, tool, {"order_id": "o1", "amount": "1.00", "note": None}, "key-1")
+    assert (value, attempts) == ("key-1", 1)
+
+
+def test_a_positional_only_idempotency_key_is_refused(project):
+    _, result, _ = project(TOOL, "def issue_refund(idempotency_key, /, order_id, amount, note=None): ...\n")
+    [d] = preflight(result.program, result.analysis, {})
+    assert d.code == "V6003" and "`idempotency_key` can only be passed by position" in d.message
+
+
+def test_bindings_doctests():
+    import doctest
+
+    from vox.compiler import bindings
+
+    assert doctest.testmod(bindings).failed == 0
 
 
 @pytest.mark.parametrize("python, problem, labelled", [

@@ -43,8 +43,8 @@ def fill(ledger: ReceiptLedger, run: str = "run-1", n: int = 5) -> list:
 
 def raw(db):
     con = sqlite3.connect(str(db), isolation_level=None)
-    con.execute("DROP TRIGGER IF EXISTS receipts_no_update")
-    con.execute("DROP TRIGGER IF EXISTS receipts_no_delete")
+    con.execute("DROP TRIGGER IF EXISTS vox_receipt_no_update")
+    con.execute("DROP TRIGGER IF EXISTS vox_receipt_no_delete")
     return con
 
 
@@ -93,9 +93,9 @@ def test_triggers_refuse_edits(ledger, db):
     fill(ledger, n=2)
     con = sqlite3.connect(str(db), isolation_level=None)
     with pytest.raises(sqlite3.DatabaseError, match="append-only"):
-        con.execute("UPDATE receipts SET tool = 'x'")
+        con.execute("UPDATE vox_receipt SET tool = 'x'")
     with pytest.raises(sqlite3.DatabaseError, match="append-only"):
-        con.execute("DELETE FROM receipts")
+        con.execute("DELETE FROM vox_receipt")
     con.close()
 
 
@@ -106,7 +106,7 @@ def test_triggers_refuse_edits(ledger, db):
 def test_edited_field_is_detected(ledger, db, column, value):
     made = fill(ledger)
     con = raw(db)
-    con.execute(f"UPDATE receipts SET {column} = {value} WHERE id = ?", (made[2].id,))
+    con.execute(f"UPDATE vox_receipt SET {column} = {value} WHERE id = ?", (made[2].id,))
     con.close()
     report = ledger.verify("run-1")
     assert not report.ok
@@ -117,7 +117,7 @@ def test_edited_field_is_detected(ledger, db, column, value):
 def test_deleted_middle_row_is_detected(ledger, db):
     made = fill(ledger)
     con = raw(db)
-    con.execute("DELETE FROM receipts WHERE id = ?", (made[2].id,))
+    con.execute("DELETE FROM vox_receipt WHERE id = ?", (made[2].id,))
     con.close()
     report = ledger.verify("run-1")
     assert not report.ok and report.count == 4
@@ -128,7 +128,7 @@ def test_deleted_middle_row_is_detected(ledger, db):
 def test_deleted_last_row_is_detected(ledger, db):
     made = fill(ledger)
     con = raw(db)
-    con.execute("DELETE FROM receipts WHERE id = ?", (made[-1].id,))
+    con.execute("DELETE FROM vox_receipt WHERE id = ?", (made[-1].id,))
     con.close()
     report = ledger.verify("run-1")
     assert not report.ok and any("head records 5" in p for p in report.problems)
@@ -137,9 +137,9 @@ def test_deleted_last_row_is_detected(ledger, db):
 def test_reordered_rows_are_detected(ledger, db):
     made = fill(ledger)
     con = raw(db)
-    con.execute("UPDATE receipts SET seq = -1 WHERE id = ?", (made[1].id,))
-    con.execute("UPDATE receipts SET seq = 1 WHERE id = ?", (made[3].id,))
-    con.execute("UPDATE receipts SET seq = 3 WHERE id = ?", (made[1].id,))
+    con.execute("UPDATE vox_receipt SET seq = -1 WHERE id = ?", (made[1].id,))
+    con.execute("UPDATE vox_receipt SET seq = 1 WHERE id = ?", (made[3].id,))
+    con.execute("UPDATE vox_receipt SET seq = 3 WHERE id = ?", (made[1].id,))
     con.close()
     report = ledger.verify("run-1")
     assert not report.ok and any("chain broken" in p for p in report.problems)
@@ -288,3 +288,55 @@ def test_key_never_shows(tmp_path, db):
 def test_key_must_be_long_enough():
     with pytest.raises(ValueError):
         ReceiptKey(b"short")
+
+
+# ---- `voxc receipts verify`, through the installed console script -------------------------------
+
+
+def voxc(cwd, *argv: str):
+    import subprocess
+    import sys
+
+    script = os.path.join(os.path.dirname(sys.executable), "voxc")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VOX")}
+    return subprocess.run([script, *argv], cwd=cwd, env=env, capture_output=True, text=True, timeout=180)
+
+
+NOTE_PROGRAM = """\
+tool note(text: str) -> str {
+  effect: write
+  idempotent: true
+  bind: python("notes:note")
+}
+
+flow record(text: str) -> str {
+  return note(text: text)
+}
+"""
+
+
+def test_cli_verify_of_an_unknown_run_fails(tmp_path):
+    (tmp_path / "notes.py").write_text("def note(text, idempotency_key=None):\n    return 'noted ' + text\n")
+    (tmp_path / "prog.vox").write_text(NOTE_PROGRAM)
+    ran = voxc(tmp_path, "run", "prog.vox", "--input", '{"text": "a"}', "--run-id", "run-1")
+    assert ran.returncode == 0, ran.stderr
+    known = voxc(tmp_path, "receipts", "verify", "run-1")
+    assert (known.returncode, known.stdout) == (0, "ok: 1 receipts of run run-1, chain intact\n"), known.stderr
+    unknown = voxc(tmp_path, "receipts", "verify", "run-2")
+    assert (unknown.returncode, unknown.stdout) == (1, "")
+    assert unknown.stderr == (
+        "voxc: error: the ledger in .vox/ holds no receipts of run `run-2`: check the id with `voxc runs` "
+        "(a run that made no `write` or `external` tool call has none)\n")
+
+
+def test_the_signed_bytes_do_not_change(tmp_path):
+    """Receipts signed by earlier versions must still verify: the canonical JSON that is hashed and
+    signed (sorted keys, no spaces, non-ASCII as UTF-8) is pinned by a signature made before it
+    became the plan serialiser's `canonical_json`."""
+    with ReceiptLedger(tmp_path / "r.db", KEY, clock=lambda: 1_700_000_000.0) as led:
+        r = led.append("run-1", "flow.main/0", "issue_refund",
+                       {"order": "é42", "amount": "19.99", "n": [1, 2.5, None, True]}, {"ok": True, "id": "r☃"})
+    assert r.args_sha256 == "c5362c34892ee22989bd75d37c75ac18a2d92a9fd2f8ef599530758176016cca"
+    assert r.result_sha256 == "48e4f592d17bc40d45e1966f275c5b4dabbc8a6097b8829f0b58d6aad6292684"
+    assert r.mac == "779ee1191a6de0c691a1a28c9f6ea8f27afdd490366ac71a025e02abc9c60501"
+    assert r.id == "rcpt_o6pocgi2nxqmnenb"

@@ -125,6 +125,9 @@ SCRIPT = [
     {"reply": {"reply": "Refunded 19.99 for order 42.", "refund": {"$receipt": "refund"}}},
 ]
 
+# The installed console script, as a user runs it (never `python -m`, which hides import-path bugs).
+VOXC = str(pathlib.Path(sys.executable).with_name("voxc"))
+
 
 @pytest.fixture
 def anyio_backend():
@@ -300,7 +303,7 @@ async def test_a_finished_durable_run_is_not_run_again(shop):
 def voxc(folder: pathlib.Path, *args: str) -> subprocess.CompletedProcess:
     env = {"PATH": "/usr/bin:/bin", "SHOP_COUNTS": str(folder / "counts.json"), "VOX_RECEIPT_KEY": "test-key",
            "HOME": str(folder)}
-    return subprocess.run([sys.executable, "-m", "vox.cli.main", *args], cwd=folder, env=env,
+    return subprocess.run([VOXC, *args], cwd=folder, env=env,
                           capture_output=True, text=True, timeout=120)
 
 
@@ -329,9 +332,9 @@ def test_a_denied_call_fails_the_run_without_calling_the_tool(shop):
 def test_tampered_receipts_fail_verification(shop):
     assert voxc(shop, "run", "prog.vox", "--flow", "pay", "--input", '{"order_id": "3"}', "--run-id", "r3",
                 "--approve", "refund").returncode == 0
-    con = sqlite3.connect(str(shop / ".vox" / "receipts.db"), isolation_level=None)
-    con.execute("DROP TRIGGER IF EXISTS receipts_no_update")  # what someone with the file can do
-    con.execute("UPDATE receipts SET tool = 'lookup'")
+    con = sqlite3.connect(str(shop / ".vox" / "state.sqlite"), isolation_level=None)
+    con.execute("DROP TRIGGER IF EXISTS vox_receipt_no_update")  # what someone with the file can do
+    con.execute("UPDATE vox_receipt SET tool = 'lookup'")
     con.close()
     verified = voxc(shop, "receipts", "verify", "r3")
     assert verified.returncode == 1 and "FAILED" in verified.stdout
@@ -358,7 +361,7 @@ async def test_the_async_api(shop):
 
 def test_every_example_test_passes_on_the_simulator():
     root = pathlib.Path(__file__).resolve().parent.parent
-    done = subprocess.run([sys.executable, "-m", "vox.cli.main", "test", *sorted(map(str, (root / "examples").glob("*.vox")))],
+    done = subprocess.run([VOXC, "test", *sorted(map(str, (root / "examples").glob("*.vox")))],
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     assert " 0 failed" in done.stdout

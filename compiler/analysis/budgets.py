@@ -8,8 +8,9 @@ otherwise what its other caps and its models' prices imply:
 * model calls: the `steps` cap (every model call counts, including gate retries and samples);
 * tokens: `steps` × the largest context window in the chain;
 * cost: the tokens at the chain's (and its judges') dearest prices, with at most `max_output`
-  output tokens per call, plus `tool_calls` × the dearest tool (a tool's `cost` per attempt, and
-  each of its `retries` is another attempt).
+  output tokens per call (for a model that declares none, the default the plan carries and the
+  runtime sends: see compiler/defaults.py), plus `tool_calls` × the dearest tool (a tool's `cost`
+  per attempt, and each of its `retries` is another attempt).
 
 A flow's derived bound is its body's worst path: sequential calls add, `par` branches add (wall
 time takes the longest branch), `if` takes the larger branch, `for ... max N` multiplies, and
@@ -36,6 +37,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from vox.compiler import defaults
 from vox.compiler.analysis.results import Bound, BoundItem, BudgetReport, CallableBound, GateReport
 from vox.compiler.diagnostics.model import DiagnosticSink, Fix, Label, TextEdit, replace_fix
 from vox.compiler.hir import nodes as h
@@ -62,6 +64,17 @@ def estimate_tokens(text: str) -> int:
     (6, 0)
     """
     return -(-len(text.encode("utf-8")) // BYTES_PER_TOKEN)
+
+
+def max_output(model: h.Model) -> int:
+    """What every call of ``model`` asks for and reserves for its reply: its `max_output`, or the
+    default the plan carries for it (:func:`vox.compiler.defaults.max_output`)."""
+    return defaults.max_output(model.max_output, model.context)
+
+
+def _if_default(model: h.Model) -> str:
+    """Said after a model's `max_output` where it is the default, not declared."""
+    return "" if model.max_output is not None else f" (the default `max_output`: `{model.name}` declares none)"
 
 
 def template_tokens(template: h.Template | None) -> int:
@@ -177,7 +190,7 @@ class _Budgets:
         if unpriced:
             self.unpriced[a.name] = unpriced[0].name
         model_cost = None if unpriced or not served else _model_cost(served, tokens, calls)
-        attempt = max(((t.cost_micros or 0) * (1 + t.retries) for t in tools), default=0)
+        attempt = max((defaults.tool_cost_micros(t.cost_micros) * (1 + t.retries) for t in tools), default=0)
         tool_cost = 0 if attempt == 0 else (None if tool_calls is None else tool_calls * attempt)
         derived = Bound(_add(model_cost, tool_cost), tokens, None, calls, tool_calls)
         declared = _caps_dims(caps)
@@ -196,14 +209,16 @@ class _Budgets:
         prompt = template_tokens(a.prompt) + template_tokens(a.system)
         for i, m in enumerate(chain):
             where = a.spans.get("model") if i == 0 else a.spans.get(f"fallback.{m.name}")
-            if m.context is not None and prompt + (m.max_output or 0) > m.context:
+            if m.context is not None and prompt + max_output(m) > m.context:
                 self.sink.error(
-                    "V2006", f"one call of `{a.name}` needs about {format_tokens(prompt + (m.max_output or 0))} tokens, "
+                    "V2006", f"one call of `{a.name}` needs about {format_tokens(prompt + max_output(m))} tokens, "
                     f"more than the {format_tokens(m.context)}-token context of `{m.name}`", where or a.span,
                     labels=(Label(m.spans.get("context", m.span), f"`{m.name}`'s context window"),),
                     notes=(f"the prompt's text is about {format_tokens(prompt)} tokens, and every call reserves "
-                           f"`max_output` ({format_tokens(m.max_output or 0)}) for the reply",),
-                    help="shorten the prompt, lower the model's `max_output`, or use a model with a larger context")
+                           f"`max_output` ({format_tokens(max_output(m))}) for the reply{_if_default(m)}",),
+                    help="shorten the prompt, " + ("lower the model's `max_output`" if m.max_output is not None else
+                                                   f"give `{m.name}` a smaller `max_output`")
+                         + ", or use a model with a larger context")
         if caps.cost is not None and a.name in self.unpriced:
             name = self.unpriced[a.name]
             where = a.spans.get("model") if name == a.model else a.spans.get(f"fallback.{name}")
@@ -217,8 +232,8 @@ class _Budgets:
             return
         primary = chain[0]
         samples = 1 + self.gates.extra_samples.get(a.name, 0)
-        per_call = prompt + (primary.max_output or 0)
-        judge_tokens = sum((primary.max_output or 0) + (j.max_output or 0) for j in judges)
+        per_call = prompt + max_output(primary)
+        judge_tokens = sum(max_output(primary) + max_output(j) for j in judges)
         need_tokens = samples * per_call + judge_tokens
         if caps.steps is not None and caps.steps < samples:
             what = "one model call" if samples == 1 else f"{samples} model calls (its gates draw extra samples)"
@@ -232,15 +247,15 @@ class _Budgets:
                 "V2003", f"agent `{a.name}` cannot afford a single call: it needs about {format_tokens(need_tokens)} "
                 f"tokens, but its cap is {format_tokens(caps.tokens)}", a.spans.get("budget.tokens", a.span),
                 labels=(Label(primary.spans.get("max_output", primary.span),
-                              f"every call of `{primary.name}` reserves {format_tokens(primary.max_output or 0)} "
-                              "tokens for its reply"),),
+                              f"every call of `{primary.name}` reserves {format_tokens(max_output(primary))} "
+                              f"tokens for its reply{_if_default(primary)}"),),
                 notes=(_call_need(prompt, primary, samples, judge_tokens),),
                 help=f"raise the `tokens` cap to at least {format_tokens(need_tokens)}, or lower `max_output`",
                 fix=_replace_cap(a.spans, "tokens", format_tokens(need_tokens)))
         if caps.cost is not None and primary.price is not None and a.name not in self.unpriced:
-            one = cost_of_tokens(prompt, primary.price.input) + cost_of_tokens(primary.max_output or 0, primary.price.output)
-            judge_cost = sum(cost_of_tokens(primary.max_output or 0, j.price.input)
-                             + cost_of_tokens(j.max_output or 0, j.price.output) for j in judges if j.price)
+            one = cost_of_tokens(prompt, primary.price.input) + cost_of_tokens(max_output(primary), primary.price.output)
+            judge_cost = sum(cost_of_tokens(max_output(primary), j.price.input)
+                             + cost_of_tokens(max_output(j), j.price.output) for j in judges if j.price)
             need = samples * one + judge_cost
             if need > caps.cost:
                 self.sink.error(
@@ -454,8 +469,9 @@ class _Walk:
             if tool is None:
                 return _Acc()
             attempts = 1 + tool.retries
-            one = _Acc((tool.cost_micros or 0) * attempts, 0, (tool.timeout_ms or 0) * attempts,
-                       tool.timeout_ms is None, 0, 1)
+            # The runtime gives every attempt the tool's timeout, its default if it declares none.
+            one = _Acc(defaults.tool_cost_micros(tool.cost_micros) * attempts, 0,
+                       defaults.tool_timeout_ms(tool.timeout_ms) * attempts, False, 0, 1)
         elif e.kind == "agent":
             cb = self.b.bounds.get(e.name)
             if cb is None:
@@ -489,9 +505,9 @@ def _model_cost(models: list[h.Model], tokens: int | None, calls: int | None) ->
         return None
     price_in = max(m.price.input for m in models)
     price_out = max(m.price.output for m in models)
-    max_out = [m.max_output for m in models]
+    max_out = [max_output(m) for m in models]
     out = tokens
-    if calls is not None and None not in max_out:
+    if calls is not None:
         out = min(tokens, calls * max(max_out))
     if price_out < price_in:
         out = 0
@@ -499,7 +515,8 @@ def _model_cost(models: list[h.Model], tokens: int | None, calls: int | None) ->
 
 
 def _call_need(prompt: int, model: h.Model, samples: int, judge_tokens: int) -> str:
-    text = f"one call: about {format_tokens(prompt)} prompt tokens + {format_tokens(model.max_output or 0)} reserved for the reply"
+    text = (f"one call: about {format_tokens(prompt)} prompt tokens + {format_tokens(max_output(model))} "
+            f"reserved for the reply{_if_default(model)}")
     if samples > 1:
         text += f", × {samples} samples drawn by its gates"
     if judge_tokens:

@@ -1,7 +1,7 @@
 """The plan: the versioned, validated document the runtime executes (see spec/plan.md).
 
 :func:`lower_plan` makes one from a clean :class:`~vox.compiler.api.CheckResult`;
-:func:`plan_to_json` writes it canonically and :func:`load_plan` reads it back, validated.
+:func:`plan_to_json` writes it (in order, never sorted) and :func:`load_plan` reads it back, validated.
 """
 
 from vox.compiler.plan.lower import compiler_version, lower_plan

@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 from importlib.metadata import PackageNotFoundError, version
 
+from vox.compiler import defaults
 from vox.compiler.analysis import results as r
 from vox.compiler.hir import nodes as h
 from vox.compiler.hir import types as t
@@ -170,13 +171,13 @@ class PlanLowering:
         if isinstance(d.base_url, h.EnvRef):
             base_url = p.EnvValue(env=d.base_url.var, default=d.base_url.default)
         else:
-            base_url = d.base_url
+            base_url = defaults.base_url(d.protocol, d.base_url)
         flags = dict(d.flags)
         # Only the variable's name: a default for a key would be a secret written in the source.
         return p.Provider(name=d.name, protocol=d.protocol, base_url=base_url,
                           key_env=d.key.var if d.key is not None else None, clearance=_sorted(d.clearance),
                           zdr=bool(flags.get("zdr", False)), region=flags.get("region"),
-                          timeout_ms=flags.get("timeout_ms"), loc=self.loc(d.span))
+                          timeout_ms=defaults.provider_timeout_ms(flags.get("timeout_ms")), loc=self.loc(d.span))
 
     def model(self, d: h.Model) -> p.Model:
         price = None
@@ -184,8 +185,8 @@ class PlanLowering:
             price = p.Price(free=d.price.free, input_micros=d.price.input, output_micros=d.price.output,
                             cached_input_micros=d.price.cached_input)
         return p.Model(name=d.name, provider=d.provider, model_id=d.model_id, context=d.context,
-                       max_output=d.max_output, price=price, capabilities=_sorted(d.capabilities),
-                       loc=self.loc(d.span))
+                       max_output=defaults.max_output(d.max_output, d.context), price=price,
+                       capabilities=_sorted(d.capabilities), loc=self.loc(d.span))
 
     def tool(self, d: h.Tool) -> p.Tool:
         binding = None
@@ -199,7 +200,8 @@ class PlanLowering:
             result_labels=_sorted(d.return_labels),
             params_schema=object_schema(((x.name, x.type) for x in d.params)),
             result_schema=value_schema(d.returns),
-            effect=d.effect, timeout_ms=d.timeout_ms, cost_micros=d.cost_micros, retries=d.retries,
+            effect=d.effect, timeout_ms=defaults.tool_timeout_ms(d.timeout_ms),
+            cost_micros=defaults.tool_cost_micros(d.cost_micros), retries=d.retries,
             idempotent=d.idempotent, approval=d.approval, clearance=_sorted(d.clearance), binding=binding,
             receipted=receipted, loc=self.loc(d.span),
         )
@@ -217,6 +219,7 @@ class PlanLowering:
         if d.model is None:
             raise PlanError(f"internal: agent `{d.name}` has no model")
         gates = self.analysis.gates
+        signals = gates.signals.get(d.name, ())
         schema, wrapped = output_schema(d.returns)
         return p.Agent(
             name=d.name, params=tuple(self.param(x) for x in d.params), result=self.type(d.returns),
@@ -228,7 +231,7 @@ class PlanLowering:
             if d.compaction else None,
             prompt=self.template(d.prompt.parts) if d.prompt else None,
             system=self.template(d.system.parts) if d.system else None,
-            temperature=d.temperature, signals=_sorted(gates.signals.get(d.name, ())),
+            temperature=d.temperature, signals=_sorted(signals), top_logprobs=defaults.top_logprobs(signals),
             extra_samples=gates.extra_samples.get(d.name, 0), judges=tuple(gates.judges.get(d.name, ())),
             bound=self.bound(d.name), loc=self.loc(d.span),
         )

@@ -3,7 +3,8 @@
 A plan is self-contained: the runtime never reads source text. It names secrets only by the
 environment variable that holds them, never by value. :class:`Plan` checks on load that every
 name it uses (a model's provider, an agent's tools, a call's callee, a named type, ...) is
-declared in it, so a runtime can index into it without guarding every lookup.
+declared in it, so a runtime can index into it without guarding every lookup. Defaults are
+filled in (compiler/defaults.py): a runtime reads each value as it is and derives none of its own.
 """
 
 from __future__ import annotations
@@ -27,10 +28,17 @@ from vox.compiler.plan.ir import (
     Step,
 )
 
-PLAN_VERSION = 1
-SUPPORTED_PLAN_VERSIONS = (1,)
+PLAN_VERSION = 2
+SUPPORTED_PLAN_VERSIONS = (2,)
 
 JsonSchema = dict[str, Any]
+
+# The runtime signals a gate may read, with their arguments. A call of one in the plan spells out
+# every argument, so the runtime has nothing to default (the language requires them all).
+SIGNAL_PARAMS: dict[str, tuple[str, ...]] = {
+    "confidence": (), "receipts_ok": (), "observations": (),
+    "entropy": ("window",), "consistency": ("n",), "judge": ("model", "rubric"), "grounded": ("text", "sources"),
+}
 
 
 class Loc(Node):
@@ -53,12 +61,12 @@ class EnvValue(Node):
 class Provider(Node):
     name: str
     protocol: Literal["openai", "anthropic", "openai_compatible", "sim"]
-    base_url: str | EnvValue | None  # None: the protocol's default endpoint
+    base_url: str | EnvValue | None  # the protocol's endpoint filled in; None: none (sim, openai_compatible)
     key_env: str | None  # the NAME of the environment variable holding the API key; never a value
     clearance: tuple[str, ...]  # labels this provider may receive (sorted)
     zdr: bool = False  # zero data retention agreed
     region: str | None = None
-    timeout_ms: int | None = None
+    timeout_ms: int  # of one request; the default filled in (compiler/defaults.py)
     loc: Loc
 
 
@@ -76,7 +84,7 @@ class Model(Node):
     provider: str
     model_id: str
     context: int | None
-    max_output: int | None
+    max_output: int  # what every call asks for and reserves; the default filled in (compiler/defaults.py)
     price: Price | None  # None: no price declared (no budgeted path may use it)
     capabilities: tuple[str, ...]  # tools logprobs json_schema prompt_cache (sorted)
     loc: Loc
@@ -163,8 +171,8 @@ class Tool(Node):
     params_schema: JsonSchema  # strict-mode object schema of the arguments (a model's tool definition)
     result_schema: JsonSchema  # JSON Schema of the result value
     effect: Literal["pure", "read", "write", "external"] | None
-    timeout_ms: int | None
-    cost_micros: int | None  # per attempt
+    timeout_ms: int  # per attempt; the default filled in (compiler/defaults.py)
+    cost_micros: int  # per attempt; 0 when none is declared
     retries: int
     idempotent: bool
     approval: Literal["human"] | None  # `human`: the run pauses before each call until approved
@@ -275,6 +283,7 @@ class Agent(Node):
     system: Template | None
     temperature: float | None
     signals: tuple[str, ...] = ()  # runtime signals its gates read (request logprobs for entropy, ...)
+    top_logprobs: int  # alternatives per token its requests ask for (for `entropy`; 0: none)
     extra_samples: int = 0  # most extra samples a gate takes per output (consistency)
     judges: tuple[str, ...] = ()  # models its gates call as judges
     bound: Bound | None
@@ -391,9 +400,9 @@ class Source(Node):
 
 
 class Plan(Node):
-    """A compiled Vox program. ``plan_hash`` is the sha256 of the canonical JSON of everything else."""
+    """A compiled Vox program. ``plan_hash`` is the sha256 of the compact JSON of everything else, in order."""
 
-    plan_version: Literal[1]
+    plan_version: Literal[2]
     compiler: Compiler
     source: Source
     plan_hash: str = Field(pattern=r"^[0-9a-f]{64}$")
@@ -418,7 +427,8 @@ class Plan(Node):
 
 
 def _unresolved_names(plan: Plan):
-    """Every name the plan uses but does not declare, as messages."""
+    """Every name the plan uses but does not declare, and every signal call or `retry` left
+    incomplete, as messages."""
     labels = set(plan.labels)
 
     def need(table: dict, name: str, what: str, where: str):
@@ -467,6 +477,16 @@ def _unresolved_names(plan: Plan):
             yield from need(tables[node.decl], node.name, node.decl, where)
         elif isinstance(node, CallExpr) and node.kind in ("agent", "tool", "flow"):
             yield from need(tables[node.kind], node.name, node.kind, where)
+        elif isinstance(node, CallExpr) and node.kind == "signal":
+            given = tuple(a.name for a in node.args)
+            wanted = SIGNAL_PARAMS.get(node.name)
+            if wanted is None:
+                yield f"{where} reads unknown signal `{node.name}`"
+            elif sorted(given) != sorted(wanted):
+                yield (f"{where} reads signal `{node.name}` with arguments ({', '.join(given)}), "
+                       f"but it takes ({', '.join(wanted)}), every one given")
+        elif isinstance(node, GateCheck) and node.action == "retry" and node.retries is None:
+            yield f"{where} has a `retry` check without its number of retries"
         if isinstance(node, (CallExpr, ForExpr)) and node.pos is not None:
             if node.pos in positions:
                 yield f"pos `{node.pos}` is used twice ({positions[node.pos]} and {where})"

@@ -1,4 +1,9 @@
-"""Writing plans as canonical JSON and reading them back, validated.
+"""Writing plans as JSON and reading them back, validated, to an identical plan.
+
+Order is kept, not sorted: a record's fields reach a model as the properties of a JSON Schema,
+and models write fields in the order the schema lists them, so a plan read back from its JSON
+must send byte-identical requests. Fields of the plan's models come out in their declared order
+(the order pydantic dumps them), tables of declarations by name, and schemas as lowered.
 
 >>> import json
 >>> try:
@@ -32,30 +37,36 @@ class PlanError(Exception):
 
 
 def canonical_json(data: Any) -> str:
-    """Compact JSON with sorted keys: the form the plan hash is taken of."""
+    """Compact JSON with sorted keys, for data whose key order means nothing."""
     return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
 def compute_plan_hash(data: dict) -> str:
-    """sha256 of the canonical JSON of a plan (as a JSON dict) without its ``plan_hash``.
+    """sha256 of the compact JSON of a plan (as a JSON dict, in the order :func:`plan_to_dict`
+    gives) without its ``plan_hash``.
 
-    The source's path is left out: the same program compiled from another directory (a worker of a
-    fleet, a moved checkout) is the same program. Its text's sha256 stays in.
+    Keys are not sorted: the order of a schema's properties is part of what a plan sends, so a
+    plan whose schemas were reordered (re-serialised with sorted keys, say) fails its hash rather
+    than running as the same program. The source's path is left out: the same program compiled
+    from another directory (a worker of a fleet, a moved checkout) is the same program. Its
+    text's sha256 stays in.
     """
     body = {k: v for k, v in data.items() if k != "plan_hash"}
     if isinstance(body.get("source"), dict):
         body["source"] = {k: v for k, v in body["source"].items() if k != "path"}
-    return hashlib.sha256(canonical_json(body).encode("utf-8")).hexdigest()
+    text = json.dumps(body, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def plan_to_dict(plan: Plan) -> dict:
-    """The plan as JSON data (lists, dicts, strings, numbers)."""
+    """The plan as JSON data (lists, dicts, strings, numbers), in its order."""
     return plan.model_dump(mode="json")
 
 
 def plan_to_json(plan: Plan, indent: int | None = 2) -> str:
-    """The plan as JSON text with sorted keys: the same plan always gives the same bytes."""
-    return json.dumps(plan_to_dict(plan), sort_keys=True, indent=indent, ensure_ascii=False, allow_nan=False)
+    """The plan as JSON text, in its order (never sorted): the same plan always gives the same
+    bytes, and :func:`load_plan` reads them back to a plan that sends the same requests."""
+    return json.dumps(plan_to_dict(plan), indent=indent, ensure_ascii=False, allow_nan=False)
 
 
 def load_plan(source: str | bytes | dict, verify_hash: bool = True) -> Plan:

@@ -39,17 +39,16 @@ from vox.runtime.providers.messages import (
     ToolSpec,
     Usage,
 )
+from vox.runtime.providers.retry import ATTEMPTS, AttemptLog
 from vox.runtime.tokens import count_request
 
 if TYPE_CHECKING:
     from vox.runtime.executor.run import Run
 
 MAX_REPAIRS = 1  # a reply that does not fit the result type gets one request to fix it
-DEFAULT_MAX_OUTPUT = 1_024  # for a model that declares no `max_output`
 
 
-def cost_of(tokens: int, micros_per_million: int) -> int:
-    return -(-tokens * micros_per_million // 1_000_000)
+from vox.compiler.units import cost_of_tokens as cost_of  # the compiler's rounding, so bounds and charges agree
 
 
 def price_of(model: Model, usage: Usage) -> int:
@@ -61,6 +60,40 @@ def price_of(model: Model, usage: Usage) -> int:
     cached_price = price.cached_input_micros if price.cached_input_micros is not None else price.input_micros
     return (cost_of(usage.input_tokens - cached, price.input_micros) + cost_of(cached, cached_price)
             + cost_of(usage.output_tokens, price.output_micros))
+
+
+# How an attempt of a model call was charged: from the usage the provider `reported`; its whole
+# reservation (`reserved`: it may have been billed, but no usage was reported: a timeout after
+# sending, a 5xx, a malformed 200, a stream cut short, a cancellation in flight, a 200 without
+# usage); the runtime's own count of a stream it stopped (`counted`); or nothing (`none`: the
+# failure proves nothing was billed). `reserved` and `counted` are not the provider's word: the
+# run lists them among its unverified charges.
+UNVERIFIED = ("reserved", "counted")
+
+
+def attempt_charge(model: Model, estimate: dict, *, usage: Usage | None = None, error=None,
+                   counted: bool = False) -> dict:
+    """One attempt's charge, as journaled with the step (so a replay settles the same).
+
+    ``estimate`` is the attempt's reservation (``cost_micros``, ``tokens``); ``usage`` what an
+    answer reported; ``error`` the :class:`ProviderError` of a failed attempt; neither: an
+    attempt cut off in flight.
+    """
+    if usage is not None and (usage.input_tokens or usage.output_tokens):
+        return {"charged": "counted" if counted else "reported", "cost_micros": price_of(model, usage),
+                "tokens": usage.input_tokens + usage.output_tokens}
+    if error is not None and not getattr(error, "may_have_billed", True):
+        return {"charged": "none", "cost_micros": 0, "tokens": 0, "error": str(error)}
+    why = (str(error) if error is not None else "no usage reported" if usage is not None
+           else "cancelled in flight")
+    return {"charged": "reserved", "cost_micros": estimate["cost_micros"], "tokens": estimate["tokens"],
+            "error" if error is not None else "why": why}
+
+
+def charged_as(charges: list[dict]) -> str:
+    """How a call as a whole was charged: its least verified attempt's way (``none``: nothing)."""
+    ways = {c["charged"] for c in charges}
+    return next((w for w in ("reserved", "counted", "reported") if w in ways), "none")
 
 
 class _Derived:
@@ -119,7 +152,7 @@ class AgentCall:
                 gate, index, check, _ = self.derived.halt
                 self.run.emit("gate_halted_stream", step=self.step, gate=gate, check=index)
                 action = "halt" if check.action == "ask_human" else check.action  # nothing to show a person
-                if action == "retry" and retried.get((gate, index), 0) < (check.retries or 1):
+                if action == "retry" and retried.get((gate, index), 0) < check.retries:
                     retried[(gate, index)] = retried.get((gate, index), 0) + 1
                     continue  # the same request again: a fresh sample
                 if action == "fallback" and self.model_index + 1 < len(self.chain):
@@ -154,7 +187,7 @@ class AgentCall:
             where = f"gate `{gate}`, check {index + 1} (line {check.line})"
             if check.action == "retry":
                 used = retried.get((gate, index), 0)
-                if used < (check.retries or 1):
+                if used < check.retries:
                     retried[(gate, index)] = used + 1
                     messages += [Message("assistant", response.text),
                                  Message("user", "That answer did not pass a quality check. Reconsider and answer "
@@ -216,13 +249,13 @@ class AgentCall:
         return ModelRequest(
             model=model.model_id,
             messages=tuple(messages),
-            max_output=model.max_output or DEFAULT_MAX_OUTPUT,
+            max_output=model.max_output,
             tools=self.tools if tools is None else tools,
             output_schema=self.agent.output_schema if schema is None else schema,
             output_name=name or self.agent.name,
             temperature=self.agent.temperature if temperature is None else temperature,
             logprobs=logprobs,
-            top_logprobs=5 if logprobs and "entropy" in signals else 0,
+            top_logprobs=self.agent.top_logprobs if logprobs else 0,
             stream=logprobs and self.derived.halt is not None and schema is None,
             metadata={"run": self.run.run_id, "agent": self.agent.name, "step": self.step},
         )
@@ -256,41 +289,92 @@ class AgentCall:
             raise BudgetRefused(str(e), name) from None
         runwide = self.run.services.runwide
         if runwide is not None and runwide.rates:
-            await runwide.throttle(name, prompt + request.max_output)
+            try:
+                await runwide.throttle(name, prompt + request.max_output)
+            except BaseException:
+                reservation.release()  # cancelled before anything was sent
+                raise
         self.run.emit("model_start", step=name, model=model.name, reserved=worst)
+        estimate = {"cost_micros": worst, "tokens": prompt + request.max_output}
+        log = AttemptLog(lambda n, error: _reserve_retry(reservation, estimate))
         try:
-            data = await self.run.services.journal.step(name, lambda: self._complete(model.name, request, prompt))
+            data = await self.run.services.journal.step(
+                name, lambda: self._complete(model, request, prompt, estimate, log))
         except BaseException:
-            reservation.release()
+            # cancelled (a failing `par` sibling, a `wall` deadline) or stopped: an attempt that was
+            # sent may have been billed, so it is charged its reservation, never nothing
+            self.settle(model, name, reservation, estimate, attempt_charges(log, model, estimate), log,
+                        cancelled=True)
             raise
+        charges = data.get("charges")
+        if charges is None:  # a step journaled before attempts were charged: its answer, or nothing
+            usage = Usage(**data["usage"]) if "error" not in data else None
+            charges = [attempt_charge(model, estimate, usage=usage)] if usage is not None else []
+        self.settle(model, name, reservation, estimate, charges, log, data=data)
         if "error" in data:
-            reservation.release()
             raise ModelFailed(f"`{model.name}` failed: {data['error']}", name)
-        response = response_from_dict(data)
-        spent = price_of(model, response.usage)
-        reservation.settle(spent, response.usage.input_tokens + response.usage.output_tokens)
-        if self.run.watched:
-            self.run.emit("model_end", step=name, model=model.name, cost=spent, usage=usage_to_dict(response.usage))
-        return response
+        return response_from_dict(data)
 
-    async def _complete(self, model: str, request: ModelRequest, prompt: int) -> dict:
-        """The durable step: the provider's answer, or its failure, as JSON. A streamed answer is
-        watched by the agent's halting check; a halted one is charged its whole prompt and every
-        token received (providers report no usage for a stream cut short)."""
+    def settle(self, model: Model, name: str, reservation, estimate: dict, charges: list[dict], log,
+               data: dict | None = None, cancelled: bool = False) -> None:
+        """Settle a model call to the sum of its attempts' charges (derived from the journaled
+        step, or, for a call cut off, from what was sent), and report the unverified ones."""
+        for _ in range(len(charges) - 1 - log.allowed):  # a replay: reserve the retries as the run did
+            try:
+                reservation.grow(**estimate)
+            except BudgetExceeded:
+                break  # settled anyway (money spent is spent): an overshoot is recorded
+        cost = sum(c["cost_micros"] for c in charges)
+        tokens = sum(c["tokens"] for c in charges)
+        if any(c["charged"] != "none" for c in charges):
+            reservation.settle(cost, tokens)
+        else:
+            reservation.release()  # nothing was sent, or every attempt proved it was not billed
+        for attempt, charge in enumerate(charges, 1):
+            if charge["charged"] in UNVERIFIED:
+                self.scope.log.charge({"step": name, "model": model.name, "attempt": attempt,
+                                       **charge, "cancelled": cancelled})
+        if self.run.watched:
+            event = {"cost": cost, "tokens": tokens, "charged": charged_as(charges), "attempts": len(charges)}
+            if data is not None and "error" not in data:
+                event["usage"] = data["usage"]
+            elif data is not None:
+                event["error"] = data["error"]
+            else:
+                event["cancelled"] = True
+            self.run.emit("model_end", step=name, model=model.name, **event)
+
+    async def _complete(self, model: Model, request: ModelRequest, prompt: int, estimate: dict, log) -> dict:
+        """The durable step: the provider's answer, or its failure, as JSON, with ``charges``:
+        what each attempt may have cost (see :func:`attempt_charge`), so that a replay settles
+        from the journal exactly as the run did, and ``charged``, how the call as a whole was.
+
+        A streamed answer is watched by the agent's halting check; a halted one is charged its
+        whole prompt and every token received (providers report no usage for a stream cut short)."""
         from vox.runtime.providers import ProviderError
 
         observer = None
         if request.stream and self.derived.halt is not None:
             observer = ConfidenceWatch(self.derived.halt[3])
+        token = ATTEMPTS.set(log)
         try:
-            response = await self.run.services.models.complete(model, request, observer)
+            response = await self.run.services.models.complete(model.name, request, observer)
         except ProviderError as e:
-            return {"error": str(e)}
+            charges = attempt_charges(log, model, estimate) or [attempt_charge(model, estimate, error=e)]
+            why = "; not tried again: its budget cannot cover another attempt" if log.declined else ""
+            return {"error": str(e) + why, "charges": charges, "charged": charged_as(charges)}
+        finally:
+            ATTEMPTS.reset(token)
         data = response_to_dict(response)
-        if response.finish == "halted":
+        usage, counted = response.usage, response.finish == "halted"
+        if counted:
             usage = data["usage"]
             usage["input_tokens"] = max(usage["input_tokens"], prompt)
             usage["output_tokens"] = max(usage["output_tokens"], len(response.logprobs or ()), observer.tokens)
+            usage = Usage(**usage)
+        charges = attempt_charges(log, model, estimate)[:-1]  # the failed attempts before the answer
+        charges.append(attempt_charge(model, estimate, usage=usage, counted=counted))
+        data["charges"], data["charged"] = charges, charged_as(charges)
         return data
 
     # ---- tools -----------------------------------------------------------------------------------
@@ -364,17 +448,17 @@ class Signals:
         if name == "confidence":
             return confidence(self.response.logprobs)
         if name == "entropy":
-            return entropy(self.response.logprobs, int(args.get("window", 16)))
+            return entropy(self.response.logprobs, args["window"])
         if name == "receipts_ok":
             return True  # the answer's receipts were verified before the gates ran
         if name == "observations":
             return list(self.call.observations)
         if name == "grounded":
-            return grounded(args.get("text") or "", args.get("sources") or [])
+            return grounded(args["text"], args["sources"])
         if name == "consistency":
-            return await self.consistency(int(args.get("n", 3)))
+            return await self.consistency(args["n"])
         if name == "judge":
-            return await self.judge(args["model"], args.get("rubric", ""))
+            return await self.judge(args["model"], args["rubric"])
         raise GateHalted(f"unknown signal `{name}`", self.call.step)
 
     async def consistency(self, n: int) -> float:
@@ -525,6 +609,28 @@ def _tool_message(call: ToolCall, content: dict, is_error: bool) -> Message:
 
 def _type_name(agent: Agent) -> str:
     return getattr(agent.result, "name", None) or getattr(agent.result, "kind", "result")
+
+
+def attempt_charges(log, model: Model, estimate: dict) -> list[dict]:
+    """The charge of every attempt ``log`` recorded (an answered one from its usage)."""
+    out = []
+    for attempt in log.attempts:
+        if attempt.state == "answered":
+            out.append(attempt_charge(model, estimate, usage=attempt.response.usage))
+        elif attempt.state == "failed":
+            out.append(attempt_charge(model, estimate, error=attempt.error))
+        else:
+            out.append(attempt_charge(model, estimate))
+    return out
+
+
+def _reserve_retry(reservation, estimate: dict) -> bool:
+    """Reserve one more attempt of a call (a retry); False, and no retry, when it does not fit."""
+    try:
+        reservation.grow(**estimate)
+    except BudgetExceeded:
+        return False
+    return True
 
 
 def asdict_shallow(request: ModelRequest) -> dict:

@@ -43,9 +43,25 @@ class ToolFailed(RunError):
 
     kind = "tool"
 
+    unknown_outcome = False  # whether the tool may have acted although the call failed
+
     def __init__(self, message: str, step: str | None = None, attempts: int = 1):
         super().__init__(message, step)
         self.attempts = attempts
+
+
+class ToolTimedOut(ToolFailed):
+    """A tool call's last attempt ran past the tool's `timeout`; its late result, if any, is dropped.
+
+    ``unknown_outcome`` is set for a `write` or `external` tool: it may have acted before, or
+    after, it was abandoned. Such a tool is not tried again after a timeout unless it is
+    `idempotent` (the same idempotency key makes a repeat safe)."""
+
+    kind = "tool_timeout"
+
+    def __init__(self, message: str, step: str | None = None, attempts: int = 1, unknown_outcome: bool = False):
+        super().__init__(message, step, attempts)
+        self.unknown_outcome = unknown_outcome
 
 
 class FabricatedReceipt(RunError):
@@ -77,10 +93,14 @@ class InputInvalid(RunError):
 
 
 class ApprovalNeeded(Exception):
-    """A tool with `approval: human` is waiting for a person (not an error: the run pauses)."""
+    """A call waits for a person (not an error: the run pauses). ``waiting`` says what for:
+    ``{step, kind, tool, arguments, ...}``, ``kind`` one of ``call`` (an `approval: human` tool),
+    ``again`` (a call that may already have acted before a crash) or ``answer`` (a gate's
+    `ask_human`)."""
 
-    def __init__(self, step: str, tool: str, arguments: dict):
-        super().__init__(f"`{tool}` needs approval at {step}")
-        self.step = step
-        self.tool = tool
-        self.arguments = arguments
+    def __init__(self, waiting: dict):
+        super().__init__(f"`{waiting.get('tool')}` needs a person's decision at {waiting.get('step')}")
+        self.waiting = waiting
+        self.step = waiting.get("step")
+        self.tool = waiting.get("tool")
+        self.arguments = waiting.get("arguments")

@@ -1,24 +1,33 @@
-"""Where a run's steps are recorded: DBOS when durable, nowhere when not.
+"""Where a run's steps are recorded: the state store when durable, nowhere when not.
 
 A step is a function whose JSON result is recorded under the step's name; a run that resumes
 after a crash gets recorded results back instead of calling again, so no effect happens twice.
-The interpreter calls :meth:`Journal.step` for every model call and tool call, and
+Steps are keyed by name (``run_id``, step name), never by the order they started, so `par`
+branches, loop bodies, nested flows and recursion replay correctly in any interleaving. The
+interpreter calls :meth:`Journal.step` for every model call and tool call,
+:meth:`Journal.interrupted` before a call that must not silently repeat, and
 :meth:`Journal.wait_for_approval` where a person must decide.
 """
 
 from __future__ import annotations
 
-from typing import Any, Awaitable, Callable, Protocol
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Protocol
+
+import anyio
+
+if TYPE_CHECKING:
+    from vox.runtime.state import StateStore
 
 APPROVAL_WAIT_S = 7 * 24 * 3600  # a paused run waits this long for `voxc approve`
+Finish = Callable[[Any, Any], Any]  # (tx, value) -> value: work committed with the step's record
 
 
 class Journal(Protocol):
-    async def step(self, name: str, fn: Callable[[], Awaitable[Any]]) -> Any: ...
+    async def step(self, name: str, fn: Callable[[], Awaitable[Any]], finish: Finish | None = None) -> Any: ...
 
     async def interrupted(self, name: str) -> bool: ...
 
-    async def wait_for_approval(self, step: str, tool: str, args: dict) -> bool | None: ...
+    async def wait_for_approval(self, step: str, waiting: dict) -> tuple[str, Any] | None: ...
 
 
 class NoJournal:
@@ -26,58 +35,67 @@ class NoJournal:
 
     A call that needs approval cannot wait (nothing would resume it), so it stops the run."""
 
-    async def step(self, name: str, fn: Callable[[], Awaitable[Any]]) -> Any:
-        return await fn()
+    def __init__(self, receipts_tx: Callable[[Callable[[Any], Any]], Any] | None = None):
+        self.receipts_tx = receipts_tx  # runs ``finish`` in a transaction of the receipt store
+
+    async def step(self, name: str, fn: Callable[[], Awaitable[Any]], finish: Finish | None = None) -> Any:
+        value = await fn()
+        if finish is not None and self.receipts_tx is not None:
+            value = self.receipts_tx(lambda tx: finish(tx, value))
+        return value
 
     async def interrupted(self, name: str) -> bool:
         return False
 
-    async def wait_for_approval(self, step: str, tool: str, args: dict) -> bool | None:
+    async def wait_for_approval(self, step: str, waiting: dict) -> tuple[str, Any] | None:
         return None
 
 
-class DBOSJournal:
-    """Each step is a DBOS step of the run's workflow, named by the step's name."""
+class StoreJournal:
+    """Steps of one run recorded in the state store, by name.
 
-    async def step(self, name: str, fn: Callable[[], Awaitable[Any]]) -> Any:
-        from dbos import DBOS
+    ``on_wait(run_id, waiting)`` is told when the run starts waiting for a person (the process
+    that started the run reports it and may exit; the run carries on when a decision arrives,
+    in this process or, after `voxc approve`, in another)."""
 
-        async def step() -> Any:  # DBOS awaits only coroutine functions
-            return await fn()
+    POLL_S = 0.25  # how often a waiting run looks for a person's decision
 
-        return await DBOS.run_step_async({"name": name}, step)
+    def __init__(self, state: "StateStore", run_id: str, on_wait: Callable[[str, dict], None] | None = None,
+                 epoch: int | None = None):
+        self.state = state
+        self.run_id = run_id
+        self.on_wait = on_wait
+        self.epoch = epoch  # this execution's fencing token (see StateStore.claim)
+
+    async def step(self, name: str, fn: Callable[[], Awaitable[Any]], finish: Finish | None = None) -> Any:
+        done, value = self.state.recorded(self.run_id, name)
+        if done:
+            return value
+        self.state.check_epoch(self.run_id, self.epoch)  # a superseded execution calls nothing more
+        return self.state.record(self.run_id, name, await fn(), finish, self.epoch)
 
     async def interrupted(self, name: str) -> bool:
         """Whether an earlier execution of this run began step ``name`` and stopped before it was
         recorded (a crash in the middle of it). Marks the step as begun otherwise."""
-        from dbos import DBOS
-
-        began_now: list[bool] = []
-
-        async def begin() -> bool:
-            began_now.append(True)
-            return True
-
-        await DBOS.run_step_async({"name": name + "#begin"}, begin)
-        if began_now:
+        done, _ = self.state.recorded(self.run_id, name)
+        if done:
             return False
-        steps = await DBOS.list_workflow_steps_async(DBOS.workflow_id)
-        return not any(s["function_name"] == name for s in steps)
+        return self.state.begin(self.run_id, name + "#began", self.epoch)
 
-    async def wait_for_approval(self, step: str, tool: str, args: dict) -> bool | None:
-        """Publish what the run waits for, then wait (durably) for `voxc approve` to answer."""
-        from dbos import DBOS
-
-        await DBOS.set_event_async("waiting", {"step": step, "tool": tool, "arguments": _jsonable(args)})
-        answer = await DBOS.recv_async(topic=approval_topic(step), timeout_seconds=APPROVAL_WAIT_S)
-        await DBOS.set_event_async("waiting", None)
-        if answer is None:
-            return None
-        return bool(answer.get("approved"))
-
-
-def approval_topic(step: str) -> str:
-    return f"approve:{step}"
+    async def wait_for_approval(self, step: str, waiting: dict) -> tuple[str, Any] | None:
+        """A person's decision for ``step``: recorded already, or waited for (durably)."""
+        found = self.state.decision(self.run_id, step)
+        if found is not None:
+            return found
+        self.state.set_waiting(self.run_id, {**_jsonable(waiting), "step": step})
+        if self.on_wait is not None:
+            self.on_wait(self.run_id, {**waiting, "step": step})
+        with anyio.move_on_after(APPROVAL_WAIT_S):
+            while found is None:
+                await anyio.sleep(self.POLL_S)
+                found = self.state.decision(self.run_id, step)
+        self.state.set_running(self.run_id)
+        return found
 
 
 def _jsonable(value: Any) -> Any:

@@ -27,6 +27,7 @@ from vox.runtime.executor.errors import (
     InputInvalid,
     RunError,
     ToolFailed,
+    ToolTimedOut,
 )
 from vox.runtime.executor.interpreter import Frame, Interpreter
 from vox.runtime.executor.journal import Journal
@@ -78,7 +79,7 @@ class Services:
     tool_mocks: dict[str, Any] = field(default_factory=dict)  # tool → mocked reply (tests)
     runwide: Any | None = None  # RunWide: the fleet and tenant budgets, when the program has any
     tenant: str = "default"
-    store_url: str = ""  # the fleet's database (events, leases), or the local .vox/fleet.sqlite
+    store_url: str = ""  # the state store (events, leases): the fleet's database, or .vox/state.sqlite
 
 
 class Run:
@@ -182,22 +183,39 @@ class Run:
             raise BudgetRefused(str(e), step) from None
         wire_args = {p.name: to_json(args.get(p.name), p.type, self.plan.types) for p in tool.params}
         await self.approve(tool, wire_args, step)
+        attested = None
         if tool.effect in ("write", "external") and not tool.idempotent:
-            await self.confirm_repeat(tool, wire_args, step)
+            attested = await self.confirm_repeat(tool, wire_args, step)
         self.emit("tool_start", step=step, tool=tool.name)
         try:
-            outcome = await self.services.journal.step(step, lambda: self._run_tool(tool, wire_args, step))
+            run = (lambda: self._attested(tool, attested)) if attested is not None else \
+                (lambda: self._run_tool(tool, wire_args, step))
+            finish = self._signer(tool, wire_args, step) if tool.receipted and self.services.receipts else None
+            outcome = await self.services.journal.step(step, run, finish)
         except BaseException:
-            reservation.release()
+            # cut off (a failing `par` sibling, a `wall` deadline) once it may have started: it may
+            # have acted and cost what it costs, so it is charged its whole reservation, never nothing
+            reservation.settle(reservation.amounts[0], 0)
+            scope.log.charge({"step": step, "tool": tool.name, "charged": "reserved",
+                              "cost_micros": reservation.amounts[0], "tokens": 0, "why": "cancelled in flight",
+                              "cancelled": True})
+            self.emit("tool_end", step=step, tool=tool.name, cost=reservation.amounts[0], charged="reserved",
+                      cancelled=True)
             raise
         reservation.settle((tool.cost_micros or 0) * outcome["attempts"], 0)
+        if outcome.get("unknown_outcome") and not tool.idempotent:
+            outcome = await self.after_unknown_outcome(tool, wire_args, scope, step, outcome, finish)
         if "error" in outcome:
+            if outcome.get("timed_out"):
+                raise ToolTimedOut(outcome["error"], step, outcome["attempts"], outcome.get("unknown_outcome", False))
             raise ToolFailed(outcome["error"], step)
         value = outcome["value"]
         receipt = outcome.get("receipt")
         if receipt:
             self.receipts[receipt] = tool.name
-        self.emit("tool_end", step=step, tool=tool.name, receipt=receipt)
+        cost = (tool.cost_micros or 0) * outcome["attempts"]
+        self.emit("tool_end", step=step, tool=tool.name, receipt=receipt, cost=cost,
+                  charged="declared" if cost else "none")
         return from_json(value, tool.result, self.plan.types, f"`{tool.name}` result"), receipt
 
     async def _run_tool(self, tool: Tool, wire_args: dict, step: str) -> dict:
@@ -209,6 +227,9 @@ class Run:
             try:
                 value, attempts = await self.services.tools.call(tool, wire_args, idempotency_key(self.run_id, step))
             except ToolFailed as e:
+                if isinstance(e, ToolTimedOut):  # its late result, if any, is never recorded
+                    return {"error": e.message, "attempts": e.attempts, "timed_out": True,
+                            "unknown_outcome": e.unknown_outcome}
                 return {"error": e.message, "attempts": e.attempts}
             finally:
                 CURRENT_CALL.reset(token)
@@ -217,47 +238,96 @@ class Run:
         except ValueMismatch as e:
             return {"error": f"`{tool.name}` returned a value that is not a `{_show(tool.result)}`: {e}",
                     "attempts": attempts}
-        out = {"value": value, "attempts": attempts}
-        if tool.receipted and self.services.receipts is not None:
-            entry = self.services.receipts.append(self.run_id, step, tool.name, wire_args, value)
-            out["receipt"] = entry.id
-        return out
+        return {"value": value, "attempts": attempts}
+
+    async def after_unknown_outcome(self, tool: Tool, wire_args: dict, scope: BudgetScope, step: str,
+                                    outcome: dict, finish) -> dict:
+        """A `write`/`external` call that timed out may have acted, as one interrupted by a crash
+        may: it is never retried silently. A person decides: call it again (``approve``, with
+        the same idempotency key), enter the result it had (``done``), or let the call fail
+        (``deny``: the caller sees the timeout)."""
+        verdict, result = await self.decision({
+            "step": step + "#timeout", "kind": "again", "tool": tool.name, "arguments": wire_args,
+            "idempotency_key": idempotency_key(self.run_id, step),
+            "reason": f"{outcome['error']}, so it may already have acted"})
+        if verdict == "deny":
+            return outcome
+        if verdict == "done":
+            return await self.services.journal.step(
+                step + "#again", lambda: self._attested(tool, {"result": result}), finish)
+        try:
+            again = scope.reserve(cost_micros=(tool.cost_micros or 0) * (1 + tool.retries), tool_calls=1,
+                                  what=f"calling `{tool.name}` again after its timeout")
+        except BudgetExceeded as e:
+            raise BudgetRefused(str(e), step) from None
+        outcome = await self.services.journal.step(step + "#again", lambda: self._run_tool(tool, wire_args, step),
+                                                   finish)
+        again.settle((tool.cost_micros or 0) * outcome["attempts"], 0)
+        return outcome
+
+    async def _attested(self, tool: Tool, attested: dict) -> dict:
+        """A call a person says already happened before a crash, with the result they entered."""
+        try:
+            from_json(attested["result"], tool.result, self.plan.types, "$")
+        except ValueMismatch as e:
+            return {"error": f"the result entered for `{tool.name}` is not a `{_show(tool.result)}`: {e}",
+                    "attempts": 0}
+        return {"value": attested["result"], "attempts": 0, "attested": True}
+
+    def _signer(self, tool: Tool, wire_args: dict, step: str):
+        """Signs the call's receipt in the same transaction as the journal records the step, so a
+        crash leaves both or neither (a replay never signs a second, different result)."""
+        ledger = self.services.receipts
+
+        def finish(tx, outcome: dict) -> dict:
+            if "error" in outcome:
+                return outcome
+            entry = ledger.append(self.run_id, step, tool.name, wire_args, outcome["value"], tx)
+            return {**outcome, "receipt": entry.id}
+
+        return finish
+
+    async def decision(self, waiting: dict) -> tuple[str, Any]:
+        """A person's decision on ``waiting``: given up front (a test's), recorded, or waited for."""
+        step = waiting["step"]
+        given = self.services.approvals.decisions.get(step)
+        if given is not None:
+            return ("approve" if given else "deny"), None
+        found = await self.services.journal.wait_for_approval(step, waiting)
+        if found is None:
+            raise ApprovalNeeded(waiting)
+        return found
 
     async def approve(self, tool: Tool, args: dict, step: str) -> None:
         if tool.approval != "human" or tool.name in self.services.approvals.tools:
             return
-        decision = self.services.approvals.decisions.get(step)
-        if decision is None:
-            decision = await self.services.journal.wait_for_approval(step, tool.name, args)
-        if decision is None:
-            raise ApprovalNeeded(step, tool.name, args)
-        if not decision:
+        verdict, _ = await self.decision({"step": step, "kind": "call", "tool": tool.name, "arguments": args})
+        if verdict != "approve":
             raise ApprovalDenied(f"a person denied the call of `{tool.name}`", step)
 
-    async def confirm_repeat(self, tool: Tool, args: dict, step: str) -> None:
+    async def confirm_repeat(self, tool: Tool, args: dict, step: str) -> dict | None:
         """A tool that is not `idempotent` and was running when the run stopped may or may not have
-        acted: it is not called again unless a person says so (approve: call it again; deny: fail)."""
+        acted: it is not called again unless a person says so. ``approve`` calls it again, ``deny``
+        fails the run, ``done`` says it already happened: the result the person entered is
+        returned (``{"result": ...}``) and used instead of calling it."""
         if not await self.services.journal.interrupted(step):
-            return
-        what = f"`{tool.name}` again: the run stopped while it was running, so it may already have acted"
-        decision = self.services.approvals.decisions.get(step + "#again")
-        if decision is None:
-            decision = await self.services.journal.wait_for_approval(step + "#again", what, args)
-        if decision is None:
-            raise ApprovalNeeded(step + "#again", what, args)
-        if not decision:
+            return None
+        verdict, result = await self.decision({
+            "step": step + "#again", "kind": "again", "tool": tool.name, "arguments": args,
+            "idempotency_key": idempotency_key(self.run_id, step),
+            "reason": "the run stopped while this call was running, so it may already have acted"})
+        if verdict == "done":
+            return {"result": result}
+        if verdict != "approve":
             raise ApprovalDenied(f"a person chose not to call `{tool.name}` again after the run stopped", step)
+        return None
 
     async def approve_gate(self, agent: str, gate: str, step: str, output: Any) -> None:
         """A gate's `ask_human`: a person accepts the agent's answer or rejects it (the run fails)."""
-        step = f"{step}/gate.{gate}"
         what = f"the answer of `{agent}` (gate `{gate}`)"
-        decision = self.services.approvals.decisions.get(step)
-        if decision is None:
-            decision = await self.services.journal.wait_for_approval(step, what, {"output": output})
-        if decision is None:
-            raise ApprovalNeeded(step, what, {"output": output})
-        if not decision:
+        verdict, _ = await self.decision({"step": f"{step}/gate.{gate}", "kind": "answer", "tool": agent,
+                                          "gate": gate, "arguments": {"output": output}})
+        if verdict != "approve":
             raise ApprovalDenied(f"a person rejected {what}", step)
 
     # ---- labels and receipts ------------------------------------------------------------------------

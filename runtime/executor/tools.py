@@ -5,22 +5,38 @@ like ``"19.99"``): a Python binding is called with them by name, an HTTP binding
 placeholders (URL-encoded) in the path and sends the other arguments as the query (GET, DELETE)
 or as a JSON body (POST, PUT, PATCH). Each attempt has the tool's `timeout`; a failed attempt is
 tried again up to `retries` times.
+
+A timeout holds: the attempt fails when it is due, whatever the tool is doing, and whatever the
+tool returns later is dropped (never used, never journaled, never signed). An `async def` tool
+and an HTTP call are cancelled. A plain function runs in a thread of its own, which Python cannot
+stop: it is abandoned, and finishes (or not) in the background. A thread, not a process, because
+a tool shares the program's memory, its imported modules and their state (clients, caches,
+`vox.stdlib` coordination), and starting one is cheap; a process would need its arguments and
+result pickled and its imports redone. The thread is a daemon, so a tool stuck for good does not
+hold up the exit of `voxc` either (the anyio worker threads would: the interpreter joins them).
+
+A timed-out `write` or `external` tool may have acted, so its outcome is unknown
+(:class:`ToolTimedOut` with ``unknown_outcome``): it is not tried again, whatever its `retries`,
+unless it is `idempotent`, where a repeat with the same idempotency key is safe.
 """
 
 from __future__ import annotations
 
-import importlib
+import contextvars
 import inspect
-import sys
+import threading
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
 import anyio
+import anyio.from_thread
+import anyio.lowlevel
 
+from vox.compiler.bindings import load_binding
 from vox.compiler.plan.model import Tool
-from vox.runtime.executor.errors import ToolFailed
+from vox.runtime.executor.errors import ToolFailed, ToolTimedOut
 
 @dataclass(frozen=True)
 class CallContext:
@@ -53,24 +69,40 @@ class ToolRunner:
         HTTP binding sends it as the ``Idempotency-Key`` header."""
         if tool.binding is None:
             raise ToolFailed(f"`{tool.name}` has no `bind:`, so it cannot run (mock it in a test)")
-        timeout = (tool.timeout_ms or DEFAULT_TIMEOUT_S * 1000) / 1000
+        # the plan carries every tool's effective timeout; the default is for a plan that does not
+        timeout = (tool.timeout_ms if tool.timeout_ms is not None else DEFAULT_TIMEOUT_S * 1000) / 1000
         attempts = 1 + tool.retries
-        problem = ""
+        acts = tool.effect in ("write", "external")
+        problem, tried, timed_out = "", 0, False
         for attempt in range(1, attempts + 1):
+            tried, timed_out = attempt, False
             try:
-                with anyio.fail_after(timeout):
-                    return await self._once(tool, args, key), attempt
-            except TimeoutError:
-                problem = f"timed out after {timeout:g}s"
+                with anyio.move_on_after(timeout) as deadline:
+                    value = await self._once(tool, args, key)
+                if not deadline.cancel_called:
+                    return value, attempt
+                # past its timeout: whatever the attempt returns (now or later) is dropped
+                timed_out, problem = True, f"timed out after {timeout:g}s"
+                if acts and not tool.idempotent:
+                    raise ToolTimedOut(
+                        f"`{tool.name}` timed out after {timeout:g}s; it may have acted, so its outcome is "
+                        "unknown and it was not tried again (it is not `idempotent`)",
+                        attempts=attempt, unknown_outcome=True)
+            except ToolTimedOut:
+                raise
             except ToolFailed as e:
                 problem = e.message
-                if not e.attempts:  # not worth retrying (a binding that cannot load)
+                if not e.attempts:  # not worth retrying (a binding that cannot load): nothing ran
+                    tried = 0
                     break
             except Exception as e:  # noqa: BLE001 - a tool's own failure, reported to the run
                 problem = f"{type(e).__name__}: {e}"
             if attempt < attempts:
                 await anyio.sleep(RETRY_DELAY_S * attempt)
-        raise ToolFailed(f"`{tool.name}` failed: {problem}", attempts=attempts)
+        if timed_out:
+            unknown = " (it may have acted: its outcome is unknown)" if acts else ""
+            raise ToolTimedOut(f"`{tool.name}` failed: {problem}{unknown}", attempts=tried, unknown_outcome=acts)
+        raise ToolFailed(f"`{tool.name}` failed: {problem}", attempts=tried)
 
     async def _once(self, tool: Tool, args: dict[str, Any], key: str | None) -> Any:
         if tool.binding.kind == "python":
@@ -79,7 +111,7 @@ class ToolRunner:
                 args = {**args, "idempotency_key": key}
             if inspect.iscoroutinefunction(fn):
                 return await fn(**args)
-            return await anyio.to_thread.run_sync(lambda: fn(**args))
+            return await run_in_thread(fn, args, f"vox tool {tool.name}")
         return await self.http_call(tool, args, key)
 
     def _takes_key(self, fn) -> bool:
@@ -96,20 +128,10 @@ class ToolRunner:
     def function(self, tool: Tool):
         target = tool.binding.target
         if target not in self._functions:
-            module_name, _, attr = target.partition(":")
-            added = self.base_dir is not None and self.base_dir not in sys.path
-            if added:
-                sys.path.insert(0, self.base_dir)
-            try:
-                obj = importlib.import_module(module_name)
-                for part in attr.split("."):
-                    obj = getattr(obj, part)
-            except Exception as e:  # noqa: BLE001 - user code; pre-flight reports this earlier
-                raise ToolFailed(f"cannot load {target}: {type(e).__name__}: {e}", attempts=0) from None
-            finally:
-                if added:
-                    sys.path.remove(self.base_dir)
-            self._functions[target] = obj
+            loaded = load_binding(target, self.base_dir)
+            if loaded.function is None:  # pre-flight reports the same problem earlier (V6001, V6002)
+                raise ToolFailed(f"cannot load {target}: {loaded.problem}", attempts=0)
+            self._functions[target] = loaded.function
         return self._functions[target]
 
     async def http_call(self, tool: Tool, args: dict[str, Any], key: str | None = None) -> Any:
@@ -136,3 +158,33 @@ class ToolRunner:
         if "json" in response.headers.get("content-type", ""):
             return response.json()
         return response.text
+
+
+async def run_in_thread(fn, kwargs: dict[str, Any], name: str) -> Any:
+    """``fn(**kwargs)`` in a new daemon thread, awaited; a cancelled wait abandons the thread.
+
+    The thread sees the caller's context variables (:data:`CURRENT_CALL`). Once the wait is
+    cancelled (a timeout, a failing `par` sibling, a `wall` deadline), whatever ``fn`` returns or
+    raises is dropped: nothing waits for it any more.
+    """
+    context = contextvars.copy_context()
+    token = anyio.lowlevel.current_token()
+    done = anyio.Event()
+    outcome: list[tuple[bool, Any]] = []
+
+    def work() -> None:
+        try:
+            outcome.append((True, context.run(fn, **kwargs)))
+        except BaseException as e:  # noqa: BLE001 - handed to the waiting task to raise
+            outcome.append((False, e))
+        try:
+            anyio.from_thread.run_sync(done.set, token=token)
+        except Exception:  # noqa: BLE001 - the event loop is gone: nobody waits for this result
+            pass
+
+    threading.Thread(target=work, name=name, daemon=True).start()
+    await done.wait()
+    ok, value = outcome[0]
+    if ok:
+        return value
+    raise value

@@ -27,7 +27,7 @@ Periods are buckets of UTC time: ``second minute hour day`` start at the unit's 
 >>> ledger.reserve("tenant:acme", "day", 1_000_000, 600_000, key="run-2/ask")  # doctest: +ELLIPSIS
 Traceback (most recent call last):
   ...
-vox.runtime.fleet.ledger.SpendRefused: spend refused: tenant:acme needs $0.600000 but has $0.400000 left ...
+vox.runtime.fleet.ledger.SpendRefused: spend refused: tenant:acme needs $0.60 but has $0.40 left ...
 >>> ledger.reserve("tenant:acme", "day", 1_000_000, 600_000, key="run-1/ask") == r
 True
 >>> [s.state for s in ledger.settle("run-1/ask", 250_000)]
@@ -45,7 +45,7 @@ from typing import Callable, Sequence
 
 import anyio
 
-from vox.runtime.budget import format_amount
+from vox.compiler.units import format_money
 from vox.runtime.fleet.store import Store, Tx, as_store
 
 PERIODS: tuple[str, ...] = ("second", "minute", "hour", "day", "week", "month")
@@ -120,9 +120,9 @@ class SpendRefused(Exception):
         self.needed = needed
         left = max(cap - spent - reserved, 0)
         super().__init__(
-            f"spend refused: {scope} needs {format_amount('cost_micros', needed)} but has "
-            f"{format_amount('cost_micros', left)} left of its {format_amount('cost_micros', cap)} per {period} cap "
-            f"({format_amount('cost_micros', spent)} spent, {format_amount('cost_micros', reserved)} reserved, "
+            f"spend refused: {scope} needs {format_money(needed)} but has "
+            f"{format_money(left)} left of its {format_money(cap)} per {period} cap "
+            f"({format_money(spent)} spent, {format_money(reserved)} reserved, "
             f"{period} from {_iso(bucket_start)})"
         )
 

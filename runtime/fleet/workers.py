@@ -11,15 +11,10 @@ is that part of the application, and knows nothing of the engine:
   ``UPDATE``: exactly one wins, and it alone recovers the dead worker's runs;
 * :meth:`~WorkerRegistry.heartbeat_loop` does all three and calls ``on_dead(dead_id)``.
 
-With DBOS 3.4 the ``on_dead`` callback is, in a process where DBOS is launched with the same
-application version (the plan hash) and its own unique ``executor_id``::
-
-    async def on_dead(dead_id: str) -> None:
-        await anyio.to_thread.run_sync(DBOS._recover_pending_workflows, [dead_id])
-
-which puts the dead executor's PENDING workflows of this application version back on a queue
-(idempotently: a second call for the same executor finds nothing), from where a live worker
-runs them and their journaled steps are not repeated. See ``spec/fleet.md``.
+With DBOS 3.4 the ``on_dead`` callback (see :func:`vox.runtime.worker.serve`) lists the dead
+executor's PENDING workflows and puts each back on the fleet's queue with the public
+``DBOS.resume_workflow``, from where a live worker runs them and their journaled steps are not
+repeated. See ``spec/fleet.md``.
 
 A worker that was only slow, declared dead and recovered, learns it at its next beat
 (:meth:`~WorkerRegistry.beat` returns True): its runs are being resumed elsewhere and it
@@ -164,6 +159,12 @@ class WorkerRegistry:
     def retire(self, executor_id: str) -> None:
         """Forget a worker that stopped cleanly with no runs pending (it will not be recovered)."""
         self.store.run(lambda tx: tx.execute("DELETE FROM {p}worker WHERE executor_id = ?", (executor_id,)))
+
+    def abandon(self, executor_id: str) -> None:
+        """A worker stopping with runs pending: its last beat is set to long ago, so a peer
+        recovers its runs at its next beat instead of waiting out the TTL."""
+        self.store.run(lambda tx: tx.execute(
+            "UPDATE {p}worker SET last_beat = 0 WHERE executor_id = ?", (executor_id,)))
 
     async def heartbeat_loop(
         self,

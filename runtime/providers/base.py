@@ -238,12 +238,14 @@ class HTTPProvider(ABC):
 
     def transport_error(self, exc: BaseException, request: ModelRequest, kind: str, reading_stream: bool) -> ProviderError:
         detail = str(exc) or type(exc).__name__
+        sent = reading_stream or request_may_have_been_sent(exc)
         if kind == "timeout":
             where = "the stream stalled" if reading_stream else "no answer"
             return self.error(
                 ProviderTimeout,
                 f"{where} from model {request.model!r} at {self.base_url} within {self.timeout_s:g}s ({detail})",
                 request,
+                may_have_billed=sent,
             )
         if reading_stream:
             return self.error(
@@ -251,9 +253,17 @@ class HTTPProvider(ABC):
                 f"the stream from model {request.model!r} broke before {self.terminator} ({detail})",
                 request,
             )
-        return self.error(ConnectionFailed, f"cannot reach {self.base_url} for model {request.model!r} ({detail})", request)
+        return self.error(ConnectionFailed, f"cannot reach {self.base_url} for model {request.model!r} ({detail})", request,
+                          may_have_billed=sent)
 
     def status_error(self, resp: httpx.Response, request: ModelRequest) -> ProviderError:
+        """The typed error of a non-2xx answer. A 5xx may have been billed (the provider may have
+        processed the request before failing); anything below 500 rejected it unprocessed."""
+        error = self._status_error(resp, request)
+        error.may_have_billed = resp.status_code >= 500
+        return error
+
+    def _status_error(self, resp: httpx.Response, request: ModelRequest) -> ProviderError:
         status = resp.status_code
         said = provider_message(resp)
         retry_after = parse_retry_after(resp.headers)
@@ -296,7 +306,8 @@ class HTTPProvider(ABC):
         raise self.error(MalformedResponse, f"malformed response for model {request.model!r}: {what}", request)
 
     def stream_error(self, request: ModelRequest, error: Any) -> ProviderError:
-        """An ``error`` the provider sent inside a 200 stream, as the matching typed error."""
+        """An ``error`` the provider sent inside a 200 stream, as the matching typed error. The
+        request was accepted and processing had begun, so it may have been billed, whatever its type."""
         kind, message = "", ""
         if isinstance(error, dict):
             kind = str(error.get("type") or error.get("code") or "")
@@ -304,7 +315,8 @@ class HTTPProvider(ABC):
         else:
             message = str(error)
         cls, status = STREAM_ERROR_TYPES.get(kind, (ServerError, None))
-        return self.error(cls, f"error in the stream for model {request.model!r} ({kind or 'error'}): {message}", request, status=status)
+        return self.error(cls, f"error in the stream for model {request.model!r} ({kind or 'error'}): {message}", request,
+                          status=status, may_have_billed=True)
 
 
 STREAM_ERROR_TYPES: dict[str, tuple[type[ProviderError], int | None]] = {
@@ -319,6 +331,35 @@ STREAM_ERROR_TYPES: dict[str, tuple[type[ProviderError], int | None]] = {
     "not_found_error": (NotFound, 404),
     "request_too_large": (BadRequest, 413),
 }
+
+
+# Failures that prove the request never left: the connection was never made.
+_NOT_CONNECTED_AIOHTTP: tuple[type[BaseException], ...] = tuple(
+    t for t in (getattr(aiohttp, "ClientConnectorError", None), getattr(aiohttp, "ConnectionTimeoutError", None))
+    if t is not None)
+_NOT_CONNECTED_HTTPX = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+
+
+def request_may_have_been_sent(exc: BaseException) -> bool:
+    """Whether a transport failure leaves open that the provider received (and billed) the request.
+
+    False only for a failure to connect (refused, DNS, a connect timeout, no free connection). The
+    aiohttp transport maps a dropped connection to ``httpx.ConnectTimeout``, so the aiohttp cause,
+    where there is one, decides.
+
+    >>> request_may_have_been_sent(aiohttp.ServerDisconnectedError())
+    True
+    >>> request_may_have_been_sent(httpx.ConnectError("refused"))
+    False
+    """
+    cause: BaseException | None = exc
+    for _ in range(8):
+        if cause is None:
+            break
+        if isinstance(cause, aiohttp.ClientError):
+            return not isinstance(cause, _NOT_CONNECTED_AIOHTTP)
+        cause = cause.__cause__
+    return not isinstance(exc, _NOT_CONNECTED_HTTPX)
 
 
 def excerpt(text: str, limit: int = 300) -> str:

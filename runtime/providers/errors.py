@@ -2,19 +2,26 @@
 
 Every failure of a provider call ends as one of these, never as a raw ``httpx`` or ``KeyError``:
 
-=====================  ==========================================  =========
-error                  when                                        retryable
-=====================  ==========================================  =========
-``AuthError``          401, 403                                    no
-``NotFound``           404 (names the model id and base URL)       no
-``BadRequest``         400 and other 4xx (the provider's message)  no
-``RateLimited``        429 (``retry_after`` from the headers)      yes
-``ServerError``        5xx, 529 overloaded, 408/409                yes
-``ProviderTimeout``    connect/read timeout, attempt deadline      yes
-``ConnectionFailed``   refused, reset, DNS                         yes
-``MalformedResponse``  unparseable body, missing fields            no
-``TruncatedStream``    a stream ended before its terminator        yes
-=====================  ==========================================  =========
+=====================  ==========================================  =========  ==============
+error                  when                                        retryable  may have billed
+=====================  ==========================================  =========  ==============
+``AuthError``          401, 403                                    no         no
+``NotFound``           404 (names the model id and base URL)       no         no
+``BadRequest``         400 and other 4xx (the provider's message)  no         no
+``RateLimited``        429 (``retry_after`` from the headers)      yes        no
+``ServerError``        5xx, 529 overloaded, 408/409                yes        5xx only
+``ProviderTimeout``    connect/read timeout, attempt deadline      yes        after sending
+``ConnectionFailed``   refused, reset, DNS                         yes        after sending
+``MalformedResponse``  unparseable body, missing fields            no         yes
+``TruncatedStream``    a stream ended before its terminator        yes        yes
+=====================  ==========================================  =========  ==============
+
+``may_have_billed`` says whether the provider may have charged for the failed attempt, and is set
+by where the failure happened: it is false only when the failure proves nothing was billed (the
+connection was never made, so the request was never sent; or the provider answered a 4xx, which
+rejects a request before processing it). Anything else (a 5xx, a timeout or a reset after the
+request went out, a 200 that cannot be read, a stream cut short, an error event inside a 200
+stream) may have been billed, and the runtime charges it (see ``spec/runtime.md``).
 
 Messages name the provider and the model and never contain the API key: providers build them
 with :func:`redact`.
@@ -32,6 +39,7 @@ class ProviderError(Exception):
     """A model call failed. ``str(error)`` is a complete, key-free sentence for a person."""
 
     _retryable = False
+    _may_have_billed = True  # unless the failure proves otherwise (see the table above)
 
     def __init__(
         self,
@@ -41,6 +49,7 @@ class ProviderError(Exception):
         model: str = "",
         status: int | None = None,
         retry_after: float | None = None,
+        may_have_billed: bool | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -49,6 +58,8 @@ class ProviderError(Exception):
         self.status = status
         self.retry_after = retry_after  # seconds the provider asked us to wait, when it said
         self.attempts = 1  # calls made before giving up (set by RetryPolicy.run)
+        # whether the provider may have charged for this attempt (None: what the class says)
+        self.may_have_billed = self._may_have_billed if may_have_billed is None else may_have_billed
 
     @property
     def retryable(self) -> bool:
@@ -56,12 +67,14 @@ class ProviderError(Exception):
         return self._retryable
 
     def __reduce__(self):  # keep keyword fields across pickling (process pools, journals)
-        fields = (self.message, self.provider, self.model, self.status, self.retry_after, self.attempts)
+        fields = (self.message, self.provider, self.model, self.status, self.retry_after, self.attempts,
+                  self.may_have_billed)
         return (_rebuild, (type(self), *fields))
 
 
-def _rebuild(cls, message, provider, model, status, retry_after, attempts):
-    error = cls(message, provider=provider, model=model, status=status, retry_after=retry_after)
+def _rebuild(cls, message, provider, model, status, retry_after, attempts, may_have_billed=None):
+    error = cls(message, provider=provider, model=model, status=status, retry_after=retry_after,
+                may_have_billed=may_have_billed)
     error.attempts = attempts
     return error
 
@@ -69,19 +82,26 @@ def _rebuild(cls, message, provider, model, status, retry_after, attempts):
 class AuthError(ProviderError):
     """401/403: the key is missing, wrong, or not allowed to use this model."""
 
+    _may_have_billed = False
+
 
 class NotFound(ProviderError):
     """404: usually a wrong model id or a base URL missing (or doubling) its ``/v1``."""
 
+    _may_have_billed = False
+
 
 class BadRequest(ProviderError):
     """400 and other 4xx: the provider rejected the request; its message says why."""
+
+    _may_have_billed = False
 
 
 class RateLimited(ProviderError):
     """429: too many requests or tokens; ``retry_after`` is set when the provider said."""
 
     _retryable = True
+    _may_have_billed = False
 
 
 class ServerError(ProviderError):

@@ -10,19 +10,63 @@ again cannot fix them). The wait before attempt ``n + 1``:
 * otherwise "full jitter" exponential backoff: uniform in ``[0, min(cap_s, base_s * 2**(n-1))]``.
 
 ``sleep`` and ``random`` are injectable so tests run without waiting.
+
+Every attempt may cost money, not only the last, so a caller that keeps accounts (the executor)
+sets :data:`ATTEMPTS` to an :class:`AttemptLog` around a call: the loop records each attempt
+there as it is sent and how it ended, and asks the log before sending another (the executor
+reserves each further attempt's worst case against the budget first, and declines the retry when
+it does not fit).
 """
 
 from __future__ import annotations
 
 import random as _random
+from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Awaitable, Callable, TypeVar
+from typing import Any, Awaitable, Callable, TypeVar
 
 import anyio
 
 from .errors import ProviderError
 
 T = TypeVar("T")
+
+
+@dataclass(slots=True)
+class Attempt:
+    """One attempt of a call: ``state`` is ``sent`` (in flight, or cut off by a cancellation),
+    ``answered`` (``response`` is what came back) or ``failed`` (``error`` says why, and whether
+    the provider may have billed it)."""
+
+    number: int
+    state: str = "sent"
+    response: Any = None
+    error: ProviderError | None = None
+
+
+class AttemptLog:
+    """The attempts of one call, in order, for the caller's accounting.
+
+    ``allow_retry(n, error)`` is asked before attempt ``n`` (2, 3, ...) is sent; False ends the
+    call with ``error`` (``declined`` then says so); ``allowed`` counts the retries it allowed.
+    """
+
+    __slots__ = ("attempts", "allow_retry", "allowed", "declined")
+
+    def __init__(self, allow_retry: Callable[[int, ProviderError], bool] | None = None) -> None:
+        self.attempts: list[Attempt] = []
+        self.allow_retry = allow_retry
+        self.allowed = 0
+        self.declined = False
+
+    def begin(self) -> Attempt:
+        attempt = Attempt(len(self.attempts) + 1)
+        self.attempts.append(attempt)
+        return attempt
+
+
+# The log of the call being made in this context, if its caller keeps one.
+ATTEMPTS: ContextVar[AttemptLog | None] = ContextVar("vox_provider_attempts", default=None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,13 +104,23 @@ class RetryPolicy:
         attempt: Callable[[int], Awaitable[T]],
         on_retry: Callable[[int, ProviderError, float], None] | None = None,
     ) -> T:
-        """Call ``attempt(n)`` for n = 1, 2, ... until it returns or fails for good."""
+        """Call ``attempt(n)`` for n = 1, 2, ... until it returns or fails for good. Each attempt
+        is recorded in the :data:`ATTEMPTS` log, when the caller set one."""
+        log = ATTEMPTS.get()
         n = 1
         while True:
+            record = log.begin() if log is not None else None
             try:
-                return await attempt(n)
+                result = await attempt(n)
             except ProviderError as error:
+                if record is not None:
+                    record.state, record.error = "failed", error
                 wait = self.delay(n, error)
+                if wait is not None and log is not None and log.allow_retry is not None:
+                    if log.allow_retry(n + 1, error):
+                        log.allowed += 1
+                    else:
+                        log.declined, wait = True, None
                 if wait is None:
                     error.attempts = n
                     raise
@@ -74,3 +128,7 @@ class RetryPolicy:
                     on_retry(n, error, wait)
                 await self.sleep(wait)
                 n += 1
+                continue
+            if record is not None:
+                record.state, record.response = "answered", result
+            return result

@@ -1,0 +1,351 @@
+"""The deployment's state store: run specs, the step journal, decisions and plans, in one database.
+
+Everything a run needs to be carried on by another process lives here, next to the receipts, the
+run-wide ledgers, leases, events and heartbeats (one :class:`~vox.runtime.fleet.store.Store`):
+``sqlite:///.vox/state.sqlite`` by default, the fleet's PostgreSQL database with ``--db``.
+DBOS keeps only what it is good at, in its own tables: which process owns a run, its queue, and
+recovery; its workflow input is the run id, its output the final status (no program data).
+
+Tables (``vox_`` prefix):
+
+* ``run``: one row per run: its :class:`RunSpec` (JSON), status (``running``, ``waiting``,
+  ``ok``, ``failed``), what it waits for, its result (JSON), overshoots, timestamps;
+* ``step``: the journal, keyed by ``(run_id, step name)``, never by the order steps started:
+  ``began`` markers for calls that must not silently repeat, and ``done`` values;
+* ``decision``: a person's answer for one step of one run (approve, deny, or "it already happened"
+  with the result they entered);
+* ``plan``: plans by hash, written in declaration order, so a stored plan reloads to the
+  identical requests.
+
+Values of runs whose program declares a label other than `public` are sealed (see
+:mod:`vox.runtime.sealing`): the spec's input, every step value, waiting arguments and the result.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable
+
+from vox.compiler.plan.serde import canonical_json as canonical
+from vox.runtime.fleet.store import Store, Tx, open_store
+from vox.runtime.sealing import Sealer, is_sealed
+
+STATE_MIGRATIONS = (
+    (
+        "CREATE TABLE IF NOT EXISTS {p}run (run_id TEXT PRIMARY KEY, plan_hash TEXT NOT NULL, flow TEXT NOT NULL, "
+        "spec TEXT NOT NULL, status TEXT NOT NULL, waiting TEXT, result TEXT, tenant TEXT NOT NULL, "
+        "created DOUBLE PRECISION NOT NULL, updated DOUBLE PRECISION NOT NULL)",
+        "CREATE TABLE IF NOT EXISTS {p}step (run_id TEXT NOT NULL, step TEXT NOT NULL, state TEXT NOT NULL, "
+        "value TEXT, at DOUBLE PRECISION NOT NULL, PRIMARY KEY (run_id, step))",
+        "CREATE TABLE IF NOT EXISTS {p}decision (run_id TEXT NOT NULL, step TEXT NOT NULL, verdict TEXT NOT NULL, "
+        "result TEXT, at DOUBLE PRECISION NOT NULL, PRIMARY KEY (run_id, step))",
+    ),
+    (  # 2: who carries the run on, and its fencing token
+        "ALTER TABLE {p}run ADD COLUMN owner TEXT",
+        "ALTER TABLE {p}run ADD COLUMN epoch BIGINT NOT NULL DEFAULT 0",
+    ),
+)
+PLANS_TABLE = (("CREATE TABLE IF NOT EXISTS {p}plan (plan_hash TEXT PRIMARY KEY, plan TEXT NOT NULL)",),)
+
+
+class RunConflict(Exception):
+    """A run id reused for a different program, flow or input."""
+
+
+class RunMissing(LookupError):
+    """No run, or no plan, with that id in this store."""
+
+
+class Superseded(asyncio.CancelledError):
+    """This execution of a run was superseded: another process took the run over (its worker was
+    declared dead and the run recovered elsewhere). It stops at once, recording nothing more; a
+    cancellation, so that the engine leaves the run to its new owner."""
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """Everything that decides what a run does, stored with the run; every entry point (run,
+    submit, resume, approve, worker, test, the Python API) builds its runtime from this alone."""
+
+    run_id: str
+    plan_hash: str
+    flow: str
+    input: Any
+    base_dir: str | None = None  # where `python(...)` bindings are imported from
+    simulate: str = "auto"  # auto all never
+    seed: int = 0
+    tenant: str = "default"
+    store: str = ""  # the store the run was started in (password hidden), for `voxc runs show`
+    approve: tuple[str, ...] = ()  # standing approvals: every call of these tools
+    tool_mocks: dict = field(default_factory=dict)  # a test's mocked tool replies
+    scripts: dict = field(default_factory=dict)  # a test's scripted replies of mocked agents (simulator)
+
+    def to_json(self) -> dict:
+        data = asdict(self)
+        data["approve"] = list(self.approve)
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict) -> "RunSpec":
+        return cls(**{**data, "approve": tuple(data.get("approve", ()))})
+
+    def same_run(self, other: "RunSpec") -> str | None:
+        """Why ``other`` is not a start of this same run, or None if it is."""
+        for what, a, b in (("program", self.plan_hash, other.plan_hash), ("flow", self.flow, other.flow),
+                           ("input", canonical(self.input), canonical(other.input))):
+            if a != b:
+                return what
+        return None
+
+
+@dataclass
+class StoredRun:
+    spec: RunSpec
+    status: str  # running waiting ok failed
+    waiting: dict | None
+    result: dict | None
+    created: float
+    updated: float
+
+    @property
+    def run_id(self) -> str:
+        return self.spec.run_id
+
+
+def hide_password(url: str) -> str:
+    """>>> hide_password("postgresql://u:secret@h/db")
+    'postgresql://u:***@h/db'
+    """
+    return re.sub(r"://([^:/@]+):[^@]*@", r"://\1:***@", url)
+
+
+class StateStore:
+    """Runs, their journals and decisions in the deployment's store."""
+
+    def __init__(self, url_or_store: str | Store, sealer: Sealer):
+        self.store = url_or_store if isinstance(url_or_store, Store) else open_store(url_or_store)
+        self.url = self.store.url
+        self.sealer = sealer
+        self.store.ensure("state", STATE_MIGRATIONS)
+        self.store.ensure("plans", PLANS_TABLE)
+        self._sealed: dict[str, bool] = {}
+
+    def close(self) -> None:
+        self.store.close()
+
+    # ---- plans -----------------------------------------------------------------------------------
+
+    def save_plan(self, plan) -> None:
+        """Keep ``plan`` by hash (idempotent), so any process can run or resume its runs."""
+        from vox.compiler.plan import plan_to_json
+
+        text = plan_to_json(plan)
+        self.store.run(lambda tx: tx.execute(
+            "INSERT INTO {p}plan (plan_hash, plan) VALUES (?, ?) ON CONFLICT (plan_hash) DO NOTHING",
+            (plan.plan_hash, text)))
+
+    def load_plan(self, plan_hash: str):
+        from vox.compiler.plan import load_plan
+
+        row = self.store.run(lambda tx: tx.one("SELECT plan FROM {p}plan WHERE plan_hash = ?", (plan_hash,)))
+        if row is None:
+            raise RunMissing(f"plan {plan_hash[:12]} is not in the state store ({hide_password(self.url)})")
+        return load_plan(row[0])
+
+    # ---- runs ------------------------------------------------------------------------------------
+
+    def create_run(self, spec: RunSpec, sealed: bool) -> StoredRun | None:
+        """Record a new run; return the stored run if ``spec.run_id`` exists already with the same
+        program, flow and input (a repeated start), :class:`RunConflict` if it exists otherwise."""
+        data = spec.to_json()
+        if sealed:
+            data["input"] = self.sealer.seal(spec.input, spec.run_id, "input")
+        text = json.dumps(data, ensure_ascii=False)
+        now = time.time()
+
+        def create(tx: Tx) -> bool:
+            if tx.one("SELECT 1 FROM {p}run WHERE run_id = ?", (spec.run_id,)) is not None:
+                return False
+            tx.execute("INSERT INTO {p}run (run_id, plan_hash, flow, spec, status, tenant, created, updated) "
+                       "VALUES (?, ?, ?, ?, 'running', ?, ?, ?)",
+                       (spec.run_id, spec.plan_hash, spec.flow, text, spec.tenant, now, now))
+            return True
+
+        if self.store.run(create):
+            self._sealed[spec.run_id] = sealed
+            return None
+        existing = self.get_run(spec.run_id)
+        why = existing.spec.same_run(spec)
+        if why is not None:
+            raise RunConflict(
+                f"run id `{spec.run_id}` is already used by a run of another {why} "
+                f"(flow `{existing.spec.flow}`, plan {existing.spec.plan_hash[:12]}); choose a new --run-id, "
+                f"or resume that run with: voxc run --resume {spec.run_id}")
+        return existing
+
+    def get_run(self, run_id: str, strict: bool = True) -> StoredRun:
+        row = self.store.run(lambda tx: tx.one(
+            "SELECT spec, status, waiting, result, created, updated FROM {p}run WHERE run_id = ?", (run_id,)))
+        if row is None:
+            raise RunMissing(f"there is no run `{run_id}` in {hide_password(self.url)}")
+        return self._stored(run_id, *row, strict=strict)
+
+    def list_runs(self, limit: int = 50) -> list[StoredRun]:
+        rows = self.store.run(lambda tx: tx.all(
+            "SELECT run_id, spec, status, waiting, result, created, updated FROM {p}run "
+            "ORDER BY created DESC, run_id LIMIT ?", (limit,)))
+        return [self._stored(*row, strict=False) for row in rows]
+
+    def _stored(self, run_id, spec, status, waiting, result, created, updated, strict: bool = True) -> StoredRun:
+        data = json.loads(spec)
+        sealed = is_sealed(data.get("input"))
+        self._sealed.setdefault(run_id, sealed)
+        if sealed:
+            data["input"] = self._open(data["input"], run_id, "input", strict)
+        return StoredRun(RunSpec.from_json(data), status, self._read(waiting, run_id, "waiting", strict),
+                         self._read(result, run_id, "result", strict), created, updated)
+
+    def set_waiting(self, run_id: str, waiting: dict | None) -> None:
+        text = self._write(waiting, run_id, "waiting") if waiting is not None else None
+        status = "waiting" if waiting is not None else "running"
+        self.store.run(lambda tx: tx.execute(
+            "UPDATE {p}run SET status = ?, waiting = ?, updated = ? WHERE run_id = ?",
+            (status, text, time.time(), run_id)))
+
+    def set_running(self, run_id: str) -> None:
+        self.store.run(lambda tx: tx.execute(
+            "UPDATE {p}run SET status = 'running', waiting = NULL, updated = ? WHERE run_id = ? "
+            "AND status IN ('running', 'waiting')", (time.time(), run_id)))
+
+    def finish(self, run_id: str, result: dict, epoch: int | None = None) -> None:
+        text = self._write(result, run_id, "result")
+        status = "waiting" if result.get("status") == "waiting" else result.get("status", "failed")
+
+        def write(tx: Tx) -> None:
+            self.check_epoch(run_id, epoch, tx)
+            tx.execute("UPDATE {p}run SET status = ?, result = ?, updated = ? WHERE run_id = ?",
+                       (status, text, time.time(), run_id))
+
+        self.store.run(write)
+
+    # ---- ownership -------------------------------------------------------------------------------
+
+    def claim(self, run_id: str, owner: str) -> int:
+        """Make ``owner`` the run's executor; return its epoch. Every later write of an older
+        epoch is refused (:class:`Superseded`): a fencing token, so two processes never both
+        carry a run on."""
+        def take(tx: Tx) -> int:
+            row = tx.one("SELECT epoch FROM {p}run WHERE run_id = ? FOR UPDATE", (run_id,))
+            if row is None:
+                raise RunMissing(f"there is no run `{run_id}` in {hide_password(self.url)}")
+            tx.execute("UPDATE {p}run SET owner = ?, epoch = ? WHERE run_id = ?", (owner, row[0] + 1, run_id))
+            return row[0] + 1
+
+        return self.store.run(take)
+
+    def check_epoch(self, run_id: str, epoch: int | None, tx: Tx | None = None) -> None:
+        if epoch is None:
+            return
+        query = "SELECT epoch, owner FROM {p}run WHERE run_id = ?" + (" FOR UPDATE" if tx is not None else "")
+        row = tx.one(query, (run_id,)) if tx is not None else self.store.run(lambda t: t.one(query, (run_id,)))
+        if row is None or row[0] != epoch:
+            raise Superseded(f"run {run_id} was taken over by {row[1] if row else 'nobody'}; this execution stops")
+
+    # ---- the journal -----------------------------------------------------------------------------
+
+    def recorded(self, run_id: str, step: str) -> tuple[bool, Any]:
+        """``(True, value)`` if step ``step`` of the run is done, else ``(False, None)``."""
+        row = self.store.run(lambda tx: tx.one(
+            "SELECT value FROM {p}step WHERE run_id = ? AND step = ? AND state = 'done'", (run_id, step)))
+        if row is None:
+            return False, None
+        return True, self._read(row[0], run_id, "step " + step)
+
+    def record(self, run_id: str, step: str, value: Any, finish: Callable[[Tx, Any], Any] | None = None,
+               epoch: int | None = None) -> Any:
+        """Record step ``step`` as done with ``value`` and return what was recorded: ``finish(tx,
+        value)``, when given, runs in the same transaction and gives the value to record (a receipt
+        is signed in the same commit as the step that made it: both or neither survive a crash)."""
+
+        def write(tx: Tx) -> Any:
+            self.check_epoch(run_id, epoch, tx)
+            final = finish(tx, value) if finish is not None else value
+            text = self._write(final, run_id, "step " + step)
+            tx.execute("DELETE FROM {p}step WHERE run_id = ? AND step = ?", (run_id, step))
+            tx.execute("INSERT INTO {p}step (run_id, step, state, value, at) VALUES (?, ?, 'done', ?, ?)",
+                       (run_id, step, text, time.time()))
+            return final
+
+        return self.store.run(write)
+
+    def begin(self, run_id: str, step: str, epoch: int | None = None) -> bool:
+        """Mark ``step`` as begun; True if an earlier execution had begun it and not finished it."""
+        def mark(tx: Tx) -> bool:
+            self.check_epoch(run_id, epoch, tx)
+            row = tx.one("SELECT state FROM {p}step WHERE run_id = ? AND step = ? FOR UPDATE", (run_id, step))
+            if row is not None:
+                return row[0] == "began"
+            tx.execute("INSERT INTO {p}step (run_id, step, state, value, at) VALUES (?, ?, 'began', NULL, ?)",
+                       (run_id, step, time.time()))
+            return False
+
+        return self.store.run(mark)
+
+    def steps(self, run_id: str) -> list[dict]:
+        rows = self.store.run(lambda tx: tx.all(
+            "SELECT step, state, value, at FROM {p}step WHERE run_id = ? ORDER BY at, step", (run_id,)))
+        out = []
+        for step, state, value, at in rows:
+            entry: dict[str, Any] = {"step": step, "state": state, "at": at}
+            if value is not None:
+                entry["value"] = self._read(value, run_id, "step " + step, strict=False)
+            out.append(entry)
+        return out
+
+    # ---- decisions -------------------------------------------------------------------------------
+
+    def decide(self, run_id: str, step: str, verdict: str, result: Any = None) -> None:
+        """A person's answer for ``step``: ``approve``, ``deny`` or ``done`` (with ``result``)."""
+        text = self._write(result, run_id, "decision " + step) if result is not None else None
+
+        def write(tx: Tx) -> None:
+            tx.execute("DELETE FROM {p}decision WHERE run_id = ? AND step = ?", (run_id, step))
+            tx.execute("INSERT INTO {p}decision (run_id, step, verdict, result, at) VALUES (?, ?, ?, ?, ?)",
+                       (run_id, step, verdict, text, time.time()))
+
+        self.store.run(write)
+
+    def decision(self, run_id: str, step: str) -> tuple[str, Any] | None:
+        row = self.store.run(lambda tx: tx.one(
+            "SELECT verdict, result FROM {p}decision WHERE run_id = ? AND step = ?", (run_id, step)))
+        if row is None:
+            return None
+        return row[0], self._read(row[1], run_id, "decision " + step) if row[1] is not None else None
+
+    # ---- values ----------------------------------------------------------------------------------
+
+    def is_sealed_run(self, run_id: str) -> bool:
+        if run_id not in self._sealed:
+            self.get_run(run_id, strict=False)
+        return self._sealed[run_id]
+
+    def _write(self, value: Any, run_id: str, what: str) -> str:
+        if self.is_sealed_run(run_id):
+            return self.sealer.seal(value, run_id, what)
+        return json.dumps(value, ensure_ascii=False)
+
+    def _read(self, text: str | None, run_id: str, what: str, strict: bool = True) -> Any:
+        if text is None:
+            return None
+        if is_sealed(text):
+            return self._open(text, run_id, what, strict)
+        return json.loads(text)
+
+    def _open(self, text: str, run_id: str, what: str, strict: bool = True) -> Any:
+        if not strict and not self.sealer.can_open:
+            return "<sealed>"
+        return self.sealer.open(text, run_id, what)
