@@ -78,7 +78,7 @@ def run(args: argparse.Namespace, streams: Streams) -> int:
         streams.fail(str(e))
         return EXIT_FAILED
     return carry_on(args, streams, plan, stored.spec, before=lambda d: d.decide(args.run_id, step, verdict, result),
-                    answered=step, resume=True)
+                    resume=True)
 
 
 def held_by_live_worker(db: str, run_id: str) -> bool:

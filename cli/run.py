@@ -129,7 +129,7 @@ async def run_plain(plan, spec, args, events, streams: Streams, live):
             return await rt.execute_spec(spec, NoJournal(rt.store.run))
 
 
-def carry_on(args, streams: Streams, plan, spec, events=None, live=None, before=None, answered=None,
+def carry_on(args, streams: Streams, plan, spec, events=None, live=None, before=None,
              resume: bool = False) -> int:
     """Start (or, with ``resume``, carry on) the durable run ``spec`` in this process and report
     how it ended or where it waits: the one way `run`, `--resume` and `approve` execute a run."""
@@ -146,7 +146,7 @@ def carry_on(args, streams: Streams, plan, spec, events=None, live=None, before=
                 before(d)
             with live if live is not None else nullcontext():
                 if resume:
-                    return await d.resume(spec.run_id, answered)
+                    return await d.resume(spec.run_id)
                 return await d.start(plan, spec)
 
     try:

@@ -66,21 +66,19 @@ def state_store(args):
 
 def find_run(args, run_id: str):
     """The stored run ``run_id`` (spec, status, what it waits for, result)."""
-    from vox.runtime.state import RunMissing
-
-    with state_store(args) as state:
-        try:
-            return state.get_run(run_id)
-        except RunMissing as e:
-            raise RunNotFound(str(e)) from None
+    return _read(args, lambda state: state.get_run(run_id))
 
 
 def load_stored_plan(args, plan_hash: str):
+    return _read(args, lambda state: state.load_plan(plan_hash))
+
+
+def _read(args, what):
     from vox.runtime.state import RunMissing
 
     with state_store(args) as state:
         try:
-            return state.load_plan(plan_hash)
+            return what(state)
         except RunMissing as e:
             raise RunNotFound(str(e)) from None
 

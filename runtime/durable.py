@@ -36,7 +36,6 @@ if TYPE_CHECKING:
 
 APP_VERSION = "vox-2"  # every run, local or fleet: the workflow loads its plan by hash from the store
 QUEUE = "vox"  # the fleet's queue
-POLL_S = 0.1  # how often a caller looks at the run's row for a pause
 
 _launched: list["Durability"] = []
 
@@ -80,6 +79,8 @@ class Durability:
         self._runtimes: dict[tuple, "Runtime"] = {}
         self._stacks: dict[int, tuple[asyncio.AbstractEventLoop, AsyncExitStack]] = {}
         self._opening: dict[int, anyio.Lock] = {}
+        # run id -> (loop, future) of a caller in this process waiting to hear the run pause
+        self._pauses: dict[str, tuple[asyncio.AbstractEventLoop, asyncio.Future]] = {}
 
     # ---- the process's lifetime ------------------------------------------------------------------
 
@@ -162,47 +163,62 @@ class Durability:
             if existing.status in ("ok", "failed"):
                 return RunResult(**existing.result)
             return await self.resume(spec.run_id)
+        paused = self._expect(spec.run_id)
         with SetWorkflowID(spec.run_id):
             handle = await DBOS.start_workflow_async(vox_run, spec.run_id)
-        return await self.outcome(spec.run_id, handle)
+        return await self.outcome(spec.run_id, handle, paused)
 
-    async def resume(self, run_id: str, answered: str | None = None) -> "RunResult":
+    async def resume(self, run_id: str) -> "RunResult":
         """Carry on a run whose process stopped (crashed, or exited while the run waited)."""
         from vox.runtime.host import RunResult
 
         stored = self.state.get_run(run_id)
         if stored.status in ("ok", "failed") and stored.result is not None:
             return RunResult(**stored.result)
+        paused = self._expect(run_id)
         handle = await DBOS.resume_workflow_async(run_id)
-        return await self.outcome(run_id, handle, answered)
+        return await self.outcome(run_id, handle, paused)
 
-    async def outcome(self, run_id: str, handle: Any, answered: str | None = None) -> "RunResult":
-        """The run's result, or where it waits for a person, whichever comes first (a wait at the
-        step ``answered`` was just answered: the run is past it)."""
+    def _expect(self, run_id: str) -> asyncio.Future:
+        """A future the run's journal resolves when the run starts waiting for a person; made
+        before the run starts, so that a pause cannot come before anyone listens."""
+        loop = asyncio.get_running_loop()
+        paused = loop.create_future()
+        self._pauses[run_id] = (loop, paused)
+        return paused
+
+    async def outcome(self, run_id: str, handle: Any, paused: asyncio.Future) -> "RunResult":
+        """The run's result, or where it waits for a person, whichever comes first."""
         from vox.runtime.host import RunResult
 
         found: dict[str, Any] = {}
+        try:
+            async with anyio.create_task_group() as tg:
+                async def result() -> None:
+                    await handle.get_result()
+                    tg.cancel_scope.cancel()
 
-        async with anyio.create_task_group() as tg:
-            async def result() -> None:
-                await handle.get_result()
-                found["done"] = True
-                tg.cancel_scope.cancel()
+                async def waiting() -> None:
+                    # told by the run's journal, which executes in this process (on this loop or
+                    # on DBOS's), the moment it starts waiting for a person
+                    found["waiting"] = await paused
+                    tg.cancel_scope.cancel()
 
-            async def waiting() -> None:
-                while True:
-                    stored = self.state.get_run(run_id)
-                    if stored.status == "waiting" and stored.waiting and stored.waiting.get("step") != answered:
-                        found["waiting"] = stored.waiting
-                        tg.cancel_scope.cancel()
-                        return
-                    await anyio.sleep(POLL_S)
+                tg.start_soon(result)
+                tg.start_soon(waiting)
+        finally:
+            self._pauses.pop(run_id, None)
+        stored = self.state.get_run(run_id)
+        if stored.status in ("ok", "failed") and stored.result is not None:
+            return RunResult(**stored.result)
+        return RunResult(run_id, stored.spec.flow, "waiting", waiting=found.get("waiting") or stored.waiting)
 
-            tg.start_soon(result)
-            tg.start_soon(waiting)
-        if "waiting" in found:
-            return RunResult(run_id, self.state.get_run(run_id).spec.flow, "waiting", waiting=found["waiting"])
-        return RunResult(**self.state.get_run(run_id).result)
+    def _paused(self, run_id: str, waiting: dict) -> None:
+        """The journal's ``on_wait``: wake the caller waiting on ``outcome`` (from any thread)."""
+        found = self._pauses.get(run_id)
+        if found is not None:
+            loop, future = found
+            loop.call_soon_threadsafe(lambda: future.done() or future.set_result(waiting))
 
     def decide(self, run_id: str, step: str, verdict: str, result: Any = None) -> None:
         """Record a person's answer for a waiting run (it goes on wherever it is waiting)."""
@@ -213,7 +229,8 @@ class Durability:
         stored = self.state.get_run(run_id)
         epoch = self.state.claim(run_id, self.executor_id)
         runtime = await self.runtime_for(stored.spec)
-        result = await runtime.execute_spec(stored.spec, StoreJournal(self.state, run_id, epoch=epoch))
+        journal = StoreJournal(self.state, run_id, on_wait=self._paused, epoch=epoch)
+        result = await runtime.execute_spec(stored.spec, journal)
         self.state.finish(run_id, asdict(result), epoch)
         return result.status
 

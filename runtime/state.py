@@ -133,6 +133,7 @@ class StateStore:
         self.store.ensure("state", STATE_MIGRATIONS)
         self.store.ensure("plans", PLANS_TABLE)
         self._sealed: dict[str, bool] = {}
+        self._plans_saved: set[str] = set()
 
     def close(self) -> None:
         self.store.close()
@@ -143,10 +144,13 @@ class StateStore:
         """Keep ``plan`` by hash (idempotent), so any process can run or resume its runs."""
         from vox.compiler.plan import plan_to_json
 
+        if plan.plan_hash in self._plans_saved:
+            return
         text = plan_to_json(plan)
         self.store.run(lambda tx: tx.execute(
             "INSERT INTO {p}plan (plan_hash, plan) VALUES (?, ?) ON CONFLICT (plan_hash) DO NOTHING",
             (plan.plan_hash, text)))
+        self._plans_saved.add(plan.plan_hash)
 
     def load_plan(self, plan_hash: str):
         from vox.compiler.plan import load_plan

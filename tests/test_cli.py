@@ -365,3 +365,13 @@ def test_run_input_file_with_surrogate_bytes_is_an_input_error(hello):
 def test_run_input_argument_that_is_not_utf8_is_an_input_error(hello):
     done = voxc(hello, "run", "hello.vox", "--sim", "--input", b'{"name": "\xff"}')
     assert done.returncode == 2 and b"lone surrogate (U+DCFF)" in done.stderr, done.stderr
+
+
+@pytest.mark.parametrize("command", [("worker",), ("run", "hello.vox", "--input", '{"name": "Ada"}', "--submit")])
+def test_a_fleet_member_without_the_shared_keys_is_refused(hello, command):
+    """A key file in one machine's state folder would make its runs unreadable and its receipts
+    unverifiable on the others: a fleet takes its keys from the environment, or does not start."""
+    done = voxc(hello, *command, "--db", "postgresql://nobody@127.0.0.1:9/none")
+    assert done.returncode == 2, done.stderr
+    assert b"set VOX_STATE_KEY and VOX_RECEIPT_KEY" in done.stderr
+    assert not (hello / ".vox").exists()

@@ -110,14 +110,15 @@ def test_a_killed_worker_s_runs_are_finished_by_another_exactly_once(tmp_path, d
     submitter = tmp_path / "submitter"
     submitter.mkdir()
     (submitter / "prog.vox").write_text(PROGRAM)
-    workers = [_worker(tmp_path, database, f"w{i}") for i in range(3)]
     runs = [f"job-{i}" for i in range(9)]
+    workers: list[subprocess.Popen] = []
     try:
-        for run in runs:
+        for run in runs:  # into a fresh database no worker has touched yet
             done = subprocess.run([VOXC, "run", "prog.vox", "--input", json.dumps({"job": run}), "--db", database,
                                    "--submit", "--run-id", run, "--tenant", "acme"],
                                   cwd=submitter, env=_env(tmp_path), capture_output=True, text=True, timeout=60)
             assert done.returncode == 0, done.stderr
+        workers += [_worker(tmp_path, database, f"w{i}") for i in range(3)]
         # wait until a worker is inside a tool call, then kill it there
         deadline = time.monotonic() + 60
         while not _effects(tmp_path) and time.monotonic() < deadline:
@@ -170,6 +171,14 @@ def test_a_killed_worker_s_runs_are_finished_by_another_exactly_once(tmp_path, d
                                           cwd=tmp_path / machine, env=_env(tmp_path), capture_output=True,
                                           text=True, timeout=60)
                 assert verified.returncode == 0 and "1 receipts" in verified.stdout, verified.stderr
+        from vox.runtime.fleet import WorkerRegistry
+
+        for w in workers:  # stopped with SIGTERM and holding no run: retired, so nobody "recovers" them
+            if w is not victim:
+                w.send_signal(signal.SIGTERM)
+                assert w.wait(timeout=30) == 0
+        left = {x.executor_id for x in WorkerRegistry(database).workers()}
+        assert len(left) == 1 and str(victim.pid) in next(iter(left)), left
     finally:
         for w in workers:
             if w.poll() is None:

@@ -9,6 +9,7 @@ the tool is still blocked, and once the test lets the tool go, what it returns i
 from __future__ import annotations
 
 import importlib
+import json
 import sys
 
 import anyio
@@ -246,3 +247,45 @@ def test_the_timeout_failure_says_whether_the_outcome_is_unknown():
     failure = ToolTimedOut("`send` timed out", attempts=1, unknown_outcome=True)
     assert isinstance(failure, ToolFailed) and failure.unknown_outcome and failure.kind == "tool_timeout"
     assert not ToolFailed("`lookup` failed").unknown_outcome
+
+
+CLI_PROGRAM = '''
+provider sim = sim { clearance: [public] }
+tool stall(x: str) -> str {
+  effect: read
+  timeout: 300ms
+  bind: python("sleepy:stall")
+}
+flow direct(x: str) -> str {
+  return stall(x: x)
+}
+'''
+
+SLEEPY = '''
+import os, pathlib, time
+
+def stall(x):
+    pathlib.Path(os.environ["STARTED"]).write_text("started")
+    time.sleep(5)  # the tool's own work, far past its timeout
+    pathlib.Path(os.environ["LATE"]).write_text("late " + x)
+    return "late " + x
+'''
+
+
+def test_a_tool_sleeping_past_its_timeout_fails_the_run_from_the_console_script(tmp_path):
+    import os
+    import pathlib
+    import subprocess
+
+    (tmp_path / "prog.vox").write_text(CLI_PROGRAM)
+    (tmp_path / "sleepy.py").write_text(SLEEPY)
+    voxc = str(pathlib.Path(sys.executable).with_name("voxc"))
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp_path),
+           "STARTED": str(tmp_path / "started"), "LATE": str(tmp_path / "late")}
+    done = subprocess.run([voxc, "run", "prog.vox", "--input", '{"x": "a"}', "--json"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert (tmp_path / "started").exists()  # the tool ran ...
+    outcome = json.loads(done.stdout)
+    assert done.returncode == 1 and outcome["status"] == "failed", done.stderr
+    assert outcome["error"]["kind"] == "tool_timeout" and "timed out" in outcome["error"]["message"]
+    assert not (tmp_path / "late").exists()  # ... and the run did not wait for its late result
