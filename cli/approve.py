@@ -35,6 +35,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     verdict.add_argument("--already-done", action="store_true",
                          help="the interrupted call already happened: carry on with --result instead of calling it")
     parser.add_argument("--result", metavar="JSON", help="with --already-done: the call's result, as JSON (or @file)")
+    parser.add_argument("--step", metavar="STEP",
+                        help="which question to answer, when several `par` branches wait at once (default: the oldest)")
     parser.add_argument("--json", action="store_true", help="print the whole outcome as JSON")
     add_location(parser)
 
@@ -49,6 +51,13 @@ def run(args: argparse.Namespace, streams: Streams) -> int:
     if stored.status != "waiting" or not waiting:
         streams.fail(f"run `{args.run_id}` is not waiting for a person (it is {stored.status})")
         return EXIT_FAILED
+    if args.step is not None:
+        chosen = [w for w in stored.waits if isinstance(w, dict) and w.get("step") == args.step]
+        if not chosen:
+            steps = ", ".join(w.get("step", "?") for w in stored.waits if isinstance(w, dict))
+            streams.fail(f"run `{args.run_id}` does not wait at `{args.step}`; it waits at: {steps}")
+            return EXIT_USAGE
+        waiting = chosen[0]
     step = waiting["step"]
     result = None
     if args.already_done:

@@ -108,10 +108,12 @@ def listing(args, streams: Streams) -> int:
         spent = format_money(row["spent_micros"]) if row["spent_micros"] is not None else "-"
         print(f"{r.run_id:<24} {row['status']:<10} {r.spec.flow:<16} {spent:>10}  {row['started']:<20} "
               f"{row['last_step'] or ''}", file=streams.out)
-        if r.status == "waiting" and isinstance(r.waiting, dict):
+        if r.status == "waiting":
             from vox.cli.run import waiting_what
 
-            print(f"{'':<24} waits for {waiting_what(r.waiting)} at {r.waiting.get('step')}", file=streams.out)
+            for w in r.waits:
+                if isinstance(w, dict):
+                    print(f"{'':<24} waits for {waiting_what(w)} at {w.get('step')}", file=streams.out)
     return EXIT_OK
 
 
@@ -145,10 +147,12 @@ def show(args, streams: Streams) -> int:
               f"{c.get('why') or 'the provider reported no usage'})", file=streams.out)
     for o in row["overshoots"]:
         print(f"  overshoot at {o.get('step') or o.get('what')}: {json.dumps(o, ensure_ascii=False)}", file=streams.out)
-    if r.status == "waiting" and isinstance(r.waiting, dict):
+    if r.status == "waiting":
         from vox.cli.run import waiting_what
 
-        print(f"  waiting for {waiting_what(r.waiting)} at {r.waiting.get('step')}", file=streams.out)
+        for w in r.waits:
+            if isinstance(w, dict):
+                print(f"  waiting for {waiting_what(w)} at {w.get('step')}", file=streams.out)
     return EXIT_OK if r.status != "failed" else EXIT_FAILED
 
 
@@ -171,4 +175,5 @@ def _row(r, last: str | None) -> dict:
     started = datetime.fromtimestamp(r.created, timezone.utc).strftime("%Y-%m-%d %H:%M:%S") if r.created else ""
     return {"run": r.run_id, "status": r.status, "flow": r.spec.flow, "plan": r.spec.plan_hash,
             "tenant": r.spec.tenant, "spent_micros": spent, "started": started, "last_step": last,
-            "error": result.get("error"), "waiting": r.waiting if r.status == "waiting" else None}
+            "error": result.get("error"), "waiting": r.waiting if r.status == "waiting" else None,
+            "waits": r.waits if r.status == "waiting" else []}

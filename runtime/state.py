@@ -106,7 +106,7 @@ class RunSpec:
 class StoredRun:
     spec: RunSpec
     status: str  # running waiting ok failed
-    waiting: dict | None
+    waits: list  # what the run waits for, oldest first (several `par` branches may wait at once)
     result: dict | None
     created: float
     updated: float
@@ -114,6 +114,11 @@ class StoredRun:
     @property
     def run_id(self) -> str:
         return self.spec.run_id
+
+    @property
+    def waiting(self) -> dict | None:
+        """The oldest open wait: the one `voxc run` reported and `voxc approve` answers first."""
+        return self.waits[0] if self.waits and isinstance(self.waits[0], dict) else None
 
 
 def hide_password(url: str) -> str:
@@ -210,20 +215,32 @@ class StateStore:
         self._sealed.setdefault(run_id, sealed)
         if sealed:
             data["input"] = self._open(data["input"], run_id, "input", strict)
-        return StoredRun(RunSpec.from_json(data), status, self._read(waiting, run_id, "waiting", strict),
-                         self._read(result, run_id, "result", strict), created, updated)
+        waits = self._read(waiting, run_id, "waiting", strict)
+        if not isinstance(waits, list):
+            waits = [waits] if waits else []
+        return StoredRun(RunSpec.from_json(data), status, waits, self._read(result, run_id, "result", strict),
+                         created, updated)
 
-    def set_waiting(self, run_id: str, waiting: dict | None) -> None:
-        text = self._write(waiting, run_id, "waiting") if waiting is not None else None
-        status = "waiting" if waiting is not None else "running"
-        self.store.run(lambda tx: tx.execute(
-            "UPDATE {p}run SET status = ?, waiting = ?, updated = ? WHERE run_id = ?",
-            (status, text, time.time(), run_id)))
+    def open_wait(self, run_id: str, wait: dict) -> None:
+        """The run waits for a person about ``wait["step"]`` (besides any other open waits)."""
+        self._change_waits(run_id, lambda waits: [w for w in waits if w.get("step") != wait["step"]] + [wait])
 
-    def set_running(self, run_id: str) -> None:
-        self.store.run(lambda tx: tx.execute(
-            "UPDATE {p}run SET status = 'running', waiting = NULL, updated = ? WHERE run_id = ? "
-            "AND status IN ('running', 'waiting')", (time.time(), run_id)))
+    def close_wait(self, run_id: str, step: str) -> None:
+        """The wait at ``step`` is answered; the run is running unless another wait is open."""
+        self._change_waits(run_id, lambda waits: [w for w in waits if w.get("step") != step])
+
+    def _change_waits(self, run_id: str, change: Callable[[list], list]) -> None:
+        def write(tx: Tx) -> None:
+            row = tx.one("SELECT status, waiting FROM {p}run WHERE run_id = ? FOR UPDATE", (run_id,))
+            if row is None or row[0] not in ("running", "waiting"):
+                return
+            waits = self._read(row[1], run_id, "waiting") if row[1] is not None else []
+            waits = change(waits if isinstance(waits, list) else [waits])
+            text = self._write(waits, run_id, "waiting") if waits else None
+            tx.execute("UPDATE {p}run SET status = ?, waiting = ?, updated = ? WHERE run_id = ?",
+                       ("waiting" if waits else "running", text, time.time(), run_id))
+
+        self.store.run(write)
 
     def finish(self, run_id: str, result: dict, epoch: int | None = None) -> None:
         text = self._write(result, run_id, "result")
@@ -246,7 +263,10 @@ class StateStore:
             row = tx.one("SELECT epoch FROM {p}run WHERE run_id = ? FOR UPDATE", (run_id,))
             if row is None:
                 raise RunMissing(f"there is no run `{run_id}` in {hide_password(self.url)}")
-            tx.execute("UPDATE {p}run SET owner = ?, epoch = ? WHERE run_id = ?", (owner, row[0] + 1, run_id))
+            # a new execution: the waits it still has it opens again itself
+            tx.execute("UPDATE {p}run SET owner = ?, epoch = ?, status = CASE WHEN status = 'waiting' "
+                       "THEN 'running' ELSE status END, waiting = NULL WHERE run_id = ?",
+                       (owner, row[0] + 1, run_id))
             return row[0] + 1
 
         return self.store.run(take)

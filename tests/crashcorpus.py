@@ -549,8 +549,9 @@ class Baseline:
     outcome: dict
     pauses: list[dict]  # each {step, tool, arguments} the run waited at, in order
     executions: list[dict]  # the tools' log
-    ledger: dict[tuple[str, str], tuple[int, int]]  # (scope, period) -> (spent, reserved)
+    ledger: dict[tuple[str, str], tuple[int, int, int]]  # (scope, period) -> (spent, reserved, entries)
     state: Path
+    answered: dict[str, int]  # agent -> model requests the simulator answered for the run
     steps: list[str] | None = None  # the journal's step names, once a trial needed them
 
     def key(self, tool: str, occurrence: int) -> str | None:
@@ -577,7 +578,7 @@ class TrialResult:
     repeated: int = 0  # executions beyond the first of a key that were not allowed
     lost_micros: int = 0
     double_micros: int = 0
-    asked: list[str] = field(default_factory=list)  # "may already have acted" questions, approved
+    asked: list[str] = field(default_factory=list)  # "may already have acted" questions, with the answer
     receipts_ok: bool = False
     seconds: float = 0.0
 
@@ -590,7 +591,8 @@ class TrialResult:
 
 
 class TrialError(Exception):
-    """The trial could not be carried out (not a verdict on the runtime)."""
+    """A trial that could not be carried out: the uninterrupted run failed (a verdict on the
+    runtime too), or the run never reached its kill point."""
 
 
 class Runner:
@@ -603,8 +605,13 @@ class Runner:
         self.root = root
         self.timeout_s = timeout_s
         self.http = None  # an httpx.Client to the simulator, once needed
+        self._already_done: bool | None = None  # whether `voxc approve` has --already-done
 
     # -- files and processes -----------------------------------------------------------------------
+
+    def close(self) -> None:
+        if self.http is not None:
+            self.http.close()
 
     def write(self, program: Program) -> Path:
         folder = self.root / program.name / "program"
@@ -665,6 +672,12 @@ class Runner:
             self.sim("POST", "/_sim/faults", {"faults": [
                 {"kind": "timeout", "delay_s": 600, "run": run_id, "step": s, "count": 1} for s in steps]})
 
+    def answered(self, run_id: str) -> dict[str, int]:
+        """How many model requests of each agent the simulator has answered for the run (a held
+        request is not answered)."""
+        agents = self.sim("GET", f"/_sim/runs/{run_id}").get("agents", {})
+        return {agent: a["calls"] for agent, a in agents.items() if a.get("calls")}
+
     def held(self, step: str) -> bool:
         return any(f.get("step") == step and f.get("hits", 0) > 0 for f in self.sim("GET", "/_sim/faults")["faults"])
 
@@ -697,14 +710,20 @@ class Runner:
         if any(k is None for k in keys) or any(n > 1 for n in keys.values()):
             raise TrialError(f"the uninterrupted run of {program.name} gave its tools missing or repeated "
                              f"idempotency keys: {dict(keys)}")
-        return Baseline(outcome.result, pauses, executions, read_ledger(state, program), state)
+        ledger = read_ledger(state, program)
+        for (scope, period), (spent, reserved, entries) in ledger.items():
+            if not entries or reserved or spent != outcome.result["spent"]["cost_micros"]:
+                raise TrialError(f"the uninterrupted run of {program.name} left {scope} per {period} with {spent} µ$ "
+                                 f"spent and {reserved} µ$ reserved in {entries} ledger entries (at "
+                                 f"{ledger_url(state)}), but reports spending {outcome.result['spent']}")
+        return Baseline(outcome.result, pauses, executions, ledger, state, self.answered(program.run_id))
 
     def steps(self, program: Program, base: Baseline) -> list[str]:
         """The step names of the uninterrupted run, from `voxc runs show --json` (asked once)."""
         if base.steps is None:
             shown = self.voxc_run(base.state.parent, self.env(base.state.parent / "effects.log"), "runs", "show",
                                   program.run_id, "--json", "--state-dir", str(base.state))
-            base.steps = [s["name"] for s in (shown.result or {}).get("steps", [])]
+            base.steps = [s.get("name") or s.get("step") for s in (shown.result or {}).get("steps", [])]
             if not base.steps:
                 raise TrialError(f"`voxc runs show {program.run_id} --json` listed no steps: {shown.why()}")
         return base.steps
@@ -772,16 +791,39 @@ class Runner:
                 continue
             raise TrialError(f"the run never reached {point.label}: {outcome.why()}")
         self.sim("DELETE", "/_sim/faults")
+        before_kill = len(read_log(log))  # the executions of the processes up to the killed one
 
-        # Resume, answering every question as a person would (approve), until the run ends.
+        # Resume, answering every question as a person would, until the run ends.
         env = self.env(log)
         outcome = self.voxc_run(folder, env, "run", "--resume", run, "--state-dir", str(state), "--json")
         while outcome.code == 4 and outcome.status == "waiting" and len(pauses) < 20:
-            pauses.append(outcome.result["waiting"])
-            outcome = self.voxc_run(folder, env, "approve", run, "--state-dir", str(state), "--json")
+            waiting = dict(outcome.result["waiting"])
+            answer = self.answer(program, folder, waiting, read_log(log), interrupted)
+            waiting["answered"] = answer[0] if answer else "approve"
+            pauses.append(waiting)
+            outcome = self.voxc_run(folder, env, "approve", run, "--state-dir", str(state), "--json", *answer)
         verify = self.voxc_run(folder, env, "receipts", "verify", run, "--state-dir", str(state))
-        judge(program, base, outcome, pauses, read_log(log), read_ledger(state, program), verify, interrupted,
-              result)
+        judge(program, base, outcome, pauses, read_log(log), before_kill, read_ledger(state, program), verify,
+              interrupted, self.answered(run), result)
+
+    def answer(self, program: Program, folder: Path, waiting: dict, executions: list[dict],
+               interrupted: set[str | None]) -> list[str]:
+        """What a person answers (the flags of `voxc approve`): approve, which repeats an
+        interrupted call; or, in every other program where `voxc approve` offers it, when the
+        tools' log shows that the interrupted call did act, "it already happened" with its result."""
+        tool = tool_of_step(program, waiting.get("step"))
+        arguments = waiting.get("arguments") if isinstance(waiting.get("arguments"), dict) else {}
+        acted = any(e["tool"] == tool and e["key"] in interrupted and e["arg"] == arguments.get("arg")
+                    for e in executions)
+        if not (is_repeat_question(waiting) and acted and program.index % 2 and self.offers_already_done(folder)):
+            return []
+        return ["--already-done", "--result", json.dumps(f"{tool}({arguments['arg']})")]
+
+    def offers_already_done(self, folder: Path) -> bool:
+        if self._already_done is None:
+            shown = self.voxc_run(folder, self.env(folder / "none.log"), "approve", "--help")
+            self._already_done = "--already-done" in shown.stdout
+        return self._already_done
 
     def kill_when_held(self, p: subprocess.Popen, step: str) -> None:
         """SIGKILL ``p`` once the simulator holds its request for ``step`` (or let it be, if it
@@ -798,11 +840,13 @@ class Runner:
 
 
 def judge(program: Program, base: Baseline, outcome: Outcome, pauses: list[dict], executions: list[dict],
-          ledger: dict, verify: Outcome, interrupted: set[str | None], result: TrialResult) -> None:
+          before_kill: int, ledger: dict, verify: Outcome, interrupted: set[str | None], answered: dict[str, int],
+          result: TrialResult) -> None:
     """Compare a killed-and-resumed run with the uninterrupted one; record every difference.
 
-    ``interrupted`` holds the idempotency keys of the tool calls the kill may have caught in the
-    middle: the only calls that may run a second time."""
+    ``executions[:before_kill]`` happened before the kill. ``interrupted`` holds the idempotency
+    keys of the tool calls the kill may have caught in the middle: the only calls that may run a
+    second time, once, after it."""
     # 1. It finished, with the output of the run nobody interrupted (same run id, same seed).
     if outcome.code == 0 and outcome.status == "ok":
         result.resumed_ok = True
@@ -829,12 +873,14 @@ def judge(program: Program, base: Baseline, outcome: Outcome, pauses: list[dict]
             continue
         tool = tool_of_step(program, step)
         spec = program.tools.get(tool) if tool else None
-        repeat_question = "#" in step.rsplit("/", 1)[-1] or "again" in what or "already" in what
+        question = next(p for p in pauses if p.get("step") == step)
+        repeat_question = is_repeat_question(question)
         if spec is not None and spec.asks_before_repeating and repeat_question:
-            allowed_repeat_of.add(tool)
-            result.asked.append(step)
+            if question.get("answered") != "--already-done":
+                allowed_repeat_of.add(tool)
+            result.asked.append(f"{step} ({question.get('answered', 'approve')})")
             # The question is about a call the kill interrupted, and shows its arguments.
-            shown = next(p for p in pauses if p.get("step") == step).get("arguments")
+            shown = question.get("arguments")
             calls_of_tool = {e["arg"] for e in base.executions if e["tool"] == tool and e["key"] in interrupted}
             if not calls_of_tool:
                 result.fail("pause", f"the resumed run asked whether to repeat `{tool}` at {step}, but the kill "
@@ -842,6 +888,10 @@ def judge(program: Program, base: Baseline, outcome: Outcome, pauses: list[dict]
             elif not (isinstance(shown, dict) and shown.get("arg") in calls_of_tool):
                 result.fail("pause", f"the question about repeating `{tool}` at {step} shows the arguments "
                             f"{shown!r}, not those of the interrupted call ({sorted(calls_of_tool)})")
+            key = question.get("idempotency_key", question.get("key"))
+            if key is not None and key not in interrupted:
+                result.fail("pause", f"the question about repeating `{tool}` at {step} shows the idempotency key "
+                            f"{key!r}, not the interrupted call's")
             continue
         if spec is not None and spec.approval == "pre" and not repeat_question:
             result.fail("pause", f"the resumed run asked to approve `{tool}` at {step}, although the run was started "
@@ -873,22 +923,42 @@ def judge(program: Program, base: Baseline, outcome: Outcome, pauses: list[dict]
         if n == 1:
             continue
         spec = program.tools[tool]
-        may_repeat = n == 2 and key in interrupted and (not spec.asks_before_repeating or tool in allowed_repeat_of)
+        first = next(i for i, e in enumerate(executions) if e["key"] == key)
+        caught = key in interrupted and first < before_kill  # the kill caught this very call
+        may_repeat = n == 2 and caught and (not spec.asks_before_repeating or tool in allowed_repeat_of)
         if not may_repeat:
             result.repeated += n - 1
-            why = ("a call recorded before the kill ran again" if key not in interrupted
+            said_done = any(tool_of_step(program, p.get("step")) == tool and p.get("answered") == "--already-done"
+                            for p in pauses)
+            after = sum(1 for e in executions[before_kill:] if e["key"] == key)
+            why = (f"it ran {after} times after the kill, in the processes that carried the run on (one stopped "
+                   "with this call in flight, and the next called it again)" if first >= before_kill
+                   else "the journal had recorded it before the kill" if not caught
+                   else "a person said it had already happened" if said_done
                    else "it is not idempotent, and no person was asked" if spec.asks_before_repeating
-                   else "more than one repeat")
+                   else f"the kill caught it, and it then ran {after} times: a process that carried the run on "
+                   "stopped with it in flight, and the next called it again")
             result.fail("repeated", f"`{tool}` ({spec.effect}{', idempotent' if spec.idempotent else ''}) ran "
                         f"{n} times with key {key[:8]} ({base.where(key)}): {why}")
+
+    # 3b. Models: no request answered twice. The request the kill caught (and those of sibling
+    # branches) were held by the simulator, never answered, so every answer beyond the
+    # uninterrupted run's was bought and then lost by the runtime.
+    for agent in sorted(set(answered) | set(base.answered)):
+        extra = answered.get(agent, 0) - base.answered.get(agent, 0)
+        if extra > 0:
+            result.repeated += extra
+            result.fail("repeated", f"the simulator answered `{agent}` {answered.get(agent, 0)} times, the "
+                        f"uninterrupted run {base.answered.get(agent, 0)}: {extra} answer(s) paid for and lost (a "
+                        "process stopped with the call in flight, and the model was asked again)")
 
     # 4. Spend: what the run reports, and what the tenant (and fleet) ledgers hold, equal the
     # uninterrupted run's: nothing lost, nothing counted twice, no reservation left open.
     reported = (outcome.result or {}).get("spent") or {}
     if result.resumed_ok and reported != base.outcome["spent"]:
         result.fail("spend", f"the run reports spending {reported}, the uninterrupted run {base.outcome['spent']}")
-    for (scope, period), (base_spent, _) in base.ledger.items():
-        spent, reserved = ledger.get((scope, period), (0, 0))
+    for (scope, period), (base_spent, _, _) in base.ledger.items():
+        spent, reserved, _ = ledger.get((scope, period), (0, 0, 0))
         says = f" (the run itself reports {reported['cost_micros']} µ$)" if "cost_micros" in reported else ""
         if spent < base_spent:
             result.lost_micros += base_spent - spent
@@ -925,17 +995,28 @@ def read_log(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def read_ledger(state: Path, program: Program) -> dict[tuple[str, str], tuple[int, int]]:
-    """(spent, reserved) of each run-wide budget, summed over the whole journal of its ledger
-    (the state folder holds one run, so a period boundary in the middle of it changes nothing)."""
-    from vox.runtime.fleet import SpendLedger
-    from vox.runtime.runwide import store_url
+def ledger_url(state: Path) -> str:
+    """Where the runtime keeps the run-wide ledgers of a local state folder, as the runtime says:
+    the state store (`durable.state_url`) since issue 10, `.vox/fleet.sqlite` before it."""
+    try:
+        from vox.runtime.durable import state_url
+    except ImportError:
+        from vox.runtime.runwide import store_url
 
-    ledger = SpendLedger(store_url(str(state), {}))
+        return store_url(str(state), {})
+    return state_url(str(state), None)
+
+
+def read_ledger(state: Path, program: Program) -> dict[tuple[str, str], tuple[int, int, int]]:
+    """(spent, reserved, entries) of each run-wide budget, summed over the whole journal of its
+    ledger (the state folder holds one run, so a period boundary in the middle changes nothing)."""
+    from vox.runtime.fleet import SpendLedger
+
+    ledger = SpendLedger(ledger_url(state))
     out = {}
     for scope, period in program.budgets:
         entries = ledger.journal(scope, period)
-        out[(scope, period)] = (sum(e.d_spent for e in entries), sum(e.d_reserved for e in entries))
+        out[(scope, period)] = (sum(e.d_spent for e in entries), sum(e.d_reserved for e in entries), len(entries))
     return out
 
 
@@ -983,6 +1064,12 @@ def concurrent_steps(steps: list[str], target: str) -> set[str]:
     return out
 
 
+def is_repeat_question(waiting: dict) -> bool:
+    """Whether a run waits to know if an interrupted call may run again (not for an approval)."""
+    step, what = str(waiting.get("step")), str(waiting.get("tool")) + str(waiting.get("reason", ""))
+    return waiting.get("kind") == "again" or "#" in step.rsplit("/", 1)[-1] or "again" in what or "already" in what
+
+
 def tool_of_step(program: Program, step: str | None) -> str | None:
     if not step:
         return None
@@ -1002,7 +1089,7 @@ def summarize(programs: list[Program], results: list[TrialResult], baseline_fail
     """The trial counts, and each kind of failure with an example."""
     trials = len(results)
     lines = [
-        f"crash corpus: {len(programs)} programs x {sum(len(p.kill_points) for p in programs)} kill points "
+        f"crash corpus: {len(programs)} program(s) x {sum(len(p.kill_points) for p in programs)} kill points "
         f"({trials} trials run)",
         f"  passed:           {sum(r.ok for r in results)} / {trials}",
         f"  resumed OK:       {sum(r.resumed_ok for r in results)}",
@@ -1013,8 +1100,10 @@ def summarize(programs: list[Program], results: list[TrialResult], baseline_fail
         f"trials ({sum(1 for r in results if r.lost_micros and r.resumed_ok)} of them resumed OK)",
         f"  spend above the uninterrupted run's: {sum(r.double_micros for r in results)} µ$ in "
         f"{sum(1 for r in results if r.double_micros)} trials (counted twice, or different requests)",
-        f"  receipts verify:  {sum(r.receipts_ok for r in results)} ok",
-        f"  asked a person before repeating a call: {sum(len(r.asked) for r in results)} times (approved)",
+        f"  receipts verify:  exit 0 in {sum(r.receipts_ok for r in results)}",
+        f"  asked a person before repeating a call: {sum(len(r.asked) for r in results)} times ("
+        f"{sum(1 for r in results for a in r.asked if 'already-done' in a)} answered `--already-done`, the rest "
+        "approved: called again)",
     ]
     if baseline_failures:
         lines.append(f"  programs whose uninterrupted run failed: {len(baseline_failures)}")

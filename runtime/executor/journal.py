@@ -66,13 +66,35 @@ class StoreJournal:
         self.run_id = run_id
         self.on_wait = on_wait
         self.epoch = epoch  # this execution's fencing token (see StateStore.claim)
+        self.inflight = 0  # steps being carried out now (their calls sent, not yet recorded)
+        self.waits: list[dict] = []  # open waits of this execution, oldest first
+        self.reported = False
 
     async def step(self, name: str, fn: Callable[[], Awaitable[Any]], finish: Finish | None = None) -> Any:
         done, value = self.state.recorded(self.run_id, name)
         if done:
             return value
         self.state.check_epoch(self.run_id, self.epoch)  # a superseded execution calls nothing more
-        return self.state.record(self.run_id, name, await fn(), finish, self.epoch)
+        self.inflight += 1
+        try:
+            return self.state.record(self.run_id, name, await fn(), finish, self.epoch)
+        finally:
+            self.inflight -= 1
+            self._report_later()
+
+    def _report_later(self) -> None:
+        """Tell ``on_wait`` once the run is at rest: some branch waits for a person and no step is
+        in flight. Checked after the current task yields, so a branch that goes straight on to its
+        next step counts as busy; the process that reported may then exit with nothing lost."""
+        if self.waits and not self.reported and self.on_wait is not None:
+            import asyncio
+
+            asyncio.get_running_loop().call_soon(self._report)
+
+    def _report(self) -> None:
+        if self.waits and not self.reported and self.inflight == 0:
+            self.reported = True
+            self.on_wait(self.run_id, self.waits[0])
 
     async def interrupted(self, name: str) -> bool:
         """Whether an earlier execution of this run began step ``name`` and stopped before it was
@@ -87,14 +109,19 @@ class StoreJournal:
         found = self.state.decision(self.run_id, step)
         if found is not None:
             return found
-        self.state.set_waiting(self.run_id, {**_jsonable(waiting), "step": step})
-        if self.on_wait is not None:
-            self.on_wait(self.run_id, {**waiting, "step": step})
-        with anyio.move_on_after(APPROVAL_WAIT_S):
-            while found is None:
-                await anyio.sleep(self.POLL_S)
-                found = self.state.decision(self.run_id, step)
-        self.state.set_running(self.run_id)
+        wait = {**_jsonable(waiting), "step": step}
+        self.state.open_wait(self.run_id, wait)
+        self.waits.append(wait)
+        self._report_later()
+        try:
+            with anyio.move_on_after(APPROVAL_WAIT_S):
+                while found is None:
+                    await anyio.sleep(self.POLL_S)
+                    found = self.state.decision(self.run_id, step)
+        finally:
+            self.waits.remove(wait)
+        if found is not None:
+            self.state.close_wait(self.run_id, step)
         return found
 
 

@@ -272,7 +272,7 @@ class Run:
         except ValueMismatch as e:
             return {"error": f"the result entered for `{tool.name}` is not a `{_show(tool.result)}`: {e}",
                     "attempts": 0}
-        return {"value": attested["result"], "attempts": 0, "attested": True}
+        return {"value": attested["result"], "attempts": 1, "attested": True}  # it ran, and is charged
 
     def _signer(self, tool: Tool, wire_args: dict, step: str):
         """Signs the call's receipt in the same transaction as the journal records the step, so a
