@@ -16,6 +16,8 @@ import sys
 
 import pytest
 
+from vox.runtime.executor.journal import NoJournal
+
 from vox.compiler.api import check_source
 from vox.compiler.plan import lower_plan
 from vox.runtime.host import RunOptions, Runtime
@@ -332,7 +334,7 @@ async def test_a_call_cut_off_by_a_wall_deadline_is_charged_its_reservation(fold
 # ---- replays and overshoots --------------------------------------------------------------------------
 
 
-class KeptJournal:
+class KeptJournal(NoJournal):
     """A journal that keeps each step's result as JSON, as a durable one does, and gives it back
     when the same step runs again: the second execution of a run is a replay."""
 

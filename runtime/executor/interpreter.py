@@ -122,17 +122,29 @@ class Interpreter:
         """Branches run together; each sees the variables bound before the `par`, and the names
         their `let`s bind are set once all have finished (in source order, whatever finished first)."""
         results: list[Any] = [None] * len(step.branches)
+        journal = self.run.services.journal  # counts the branches that can make progress
+        left = [len(step.branches)]
 
         async def branch(i: int, s) -> None:
             expr = s.value if isinstance(s, LetStep) else s.expr
-            results[i] = await self.eval(expr, frame)
+            try:
+                results[i] = await self.eval(expr, frame)
+            finally:
+                left[0] -= 1
+                if left[0]:  # the last branch to end hands its strand back to the parent
+                    journal.strands_changed(-1)
 
+        journal.strands_changed(len(step.branches) - 1)
         try:
             async with anyio.create_task_group() as tg:
                 for i, s in enumerate(step.branches):
                     tg.start_soon(branch, i, s)
         except BaseExceptionGroup as group:
             raise first_failure(group) from None
+        finally:
+            if left[0]:  # branches cancelled before they ended: the parent goes on alone
+                journal.strands_changed(1 - left[0])
+                left[0] = 0
         for s, value in zip(step.branches, results):
             if isinstance(s, LetStep):
                 frame.env[s.name] = value

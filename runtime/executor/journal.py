@@ -29,6 +29,8 @@ class Journal(Protocol):
 
     async def wait_for_approval(self, step: str, waiting: dict) -> tuple[str, Any] | None: ...
 
+    def strands_changed(self, delta: int) -> None: ...
+
 
 class NoJournal:
     """Runs steps directly and records nothing: for `--no-durable` runs, tests and benchmarks.
@@ -50,6 +52,9 @@ class NoJournal:
     async def wait_for_approval(self, step: str, waiting: dict) -> tuple[str, Any] | None:
         return None
 
+    def strands_changed(self, delta: int) -> None:
+        pass
+
 
 class StoreJournal:
     """Steps of one run recorded in the state store, by name.
@@ -66,7 +71,11 @@ class StoreJournal:
         self.run_id = run_id
         self.on_wait = on_wait
         self.epoch = epoch  # this execution's fencing token (see StateStore.claim)
-        self.inflight = 0  # steps being carried out now (their calls sent, not yet recorded)
+        # Strands: the branches of the run that can make progress (the flow's body, and each
+        # branch of a `par`, whose parent is suspended until they end). The run is at rest when
+        # every strand waits for a person: only then is the pause reported, so that the process
+        # that reported it may exit with no call in flight.
+        self.strands = 1
         self.waits: list[dict] = []  # open waits of this execution, oldest first
         self.reported = False
 
@@ -75,24 +84,16 @@ class StoreJournal:
         if done:
             return value
         self.state.check_epoch(self.run_id, self.epoch)  # a superseded execution calls nothing more
-        self.inflight += 1
-        try:
-            return self.state.record(self.run_id, name, await fn(), finish, self.epoch)
-        finally:
-            self.inflight -= 1
-            self._report_later()
+        return self.state.record(self.run_id, name, await fn(), finish, self.epoch)
 
-    def _report_later(self) -> None:
-        """Tell ``on_wait`` once the run is at rest: some branch waits for a person and no step is
-        in flight. Checked after the current task yields, so a branch that goes straight on to its
-        next step counts as busy; the process that reported may then exit with nothing lost."""
-        if self.waits and not self.reported and self.on_wait is not None:
-            import asyncio
-
-            asyncio.get_running_loop().call_soon(self._report)
+    def strands_changed(self, delta: int) -> None:
+        """A `par` began (``+branches - 1``: its parent waits for them), or one of its branches
+        ended while others go on (``-1``; the last one hands its strand back to the parent)."""
+        self.strands += delta
+        self._report()
 
     def _report(self) -> None:
-        if self.waits and not self.reported and self.inflight == 0:
+        if self.waits and not self.reported and self.on_wait is not None and len(self.waits) >= self.strands:
             self.reported = True
             self.on_wait(self.run_id, self.waits[0])
 
@@ -112,7 +113,7 @@ class StoreJournal:
         wait = {**_jsonable(waiting), "step": step}
         self.state.open_wait(self.run_id, wait)
         self.waits.append(wait)
-        self._report_later()
+        self._report()
         try:
             with anyio.move_on_after(APPROVAL_WAIT_S):
                 while found is None:
