@@ -70,8 +70,9 @@ def test_an_agent_bound_is_its_caps_and_the_rest_is_derived():
     b = bound("", "cheap")
     assert b.bound.cost_micros == 10_000 and b.bound.model_calls == 2 and b.bound.wall_ms == 10_000
     assert b.from_caps == {"cost_micros", "model_calls", "wall_ms"}
-    # no tokens cap: 2 steps × the 128k context
-    assert b.bound.tokens == 256_000
+    # no tokens cap: at most 2 steps × the 128k context, and at most what $0.01 buys at the cheapest
+    # price per token ($0.15 per million): 66_666 tokens
+    assert b.bound.tokens == min(256_000, 10_000 * 1_000_000 // 150_000) == 66_666
     assert b.bound.tool_calls == 0
 
 
@@ -83,10 +84,10 @@ def test_derived_cost_spends_tokens_the_dearest_way():
 
 
 def test_tool_attempts_count_in_an_agents_cost():
-    b = bound('agent a(q: str) -> str { model: mini, tools: [fetch], budget: { tokens: 1_000, steps: 1, tool_calls: 3 }, '
+    b = bound('agent a(q: str) -> str { model: mini, tools: [fetch], budget: { tokens: 1_200, steps: 1, tool_calls: 3 }, '
               'prompt: "{q}" }', "a")
-    # 3 calls × 3 attempts × $0.001, plus 1_000 output tokens at $0.60/M
-    assert b.derived.cost_micros == 9_000 + 600
+    # 3 calls × 3 attempts × $0.001, plus 1_000 output tokens at $0.60/M and 200 input at $0.15/M
+    assert b.derived.cost_micros == 9_000 + 600 + 30
 
 
 def test_an_agent_without_caps_is_unbounded():
@@ -97,13 +98,17 @@ def test_an_agent_without_caps_is_unbounded():
 def test_v2003_tokens_cap_below_one_call():
     body = 'agent a(q: str) -> str { model: mini, budget: { tokens: 900 }, prompt: "{q}" }'
     assert diags(body) == [("V2003", "900")]
-    assert codes(body.replace("900", "1_001")) == []
+    # the prompt counts its text, the output schema `{"value": string}` and OpenAI's overheads, as
+    # the runtime counts them: about 34 tokens, so one call needs 1_034
+    assert codes(body.replace("900", "1_033")) == ["V2003"]
+    assert codes(body.replace("900", "1_034")) == []
 
 
 def test_v2003_cost_cap_below_one_call():
     body = 'agent a(q: str) -> str { model: mini, budget: { cost: $0.0005 }, prompt: "{q}" }'
-    assert diags(body) == [("V2003", "$0.0005")]  # 1_000 output tokens cost $0.0006
-    assert codes(body.replace("$0.0005", "$0.0006")) == []
+    assert diags(body) == [("V2003", "$0.0005")]  # 1_000 output tokens cost $0.0006, 34 prompt tokens $0.000006
+    assert codes(body.replace("$0.0005", "$0.000605")) == ["V2003"]
+    assert codes(body.replace("$0.0005", "$0.000606")) == []
 
 
 def test_v2003_no_steps():
@@ -264,10 +269,16 @@ flow f(n: int) -> int {
 }
 """
     assert diags(body) == [("V2008", "f(n: n - 1)")]
-    with_depth = body.replace("budget: { cost: $1 }", "budget: { cost: $1, depth: 5 }")
+    # five activations of `f` on the stack at most: five calls of `cheap`
+    with_depth = body.replace("budget: { cost: $1 }", "budget: { depth: 5 }")
     assert codes(with_depth) == []
     assert bound(with_depth, "f").derived.cost_micros == 5 * 10_000
-    assert codes(with_depth.replace("$1,", "$0.04,")) == ["V2001"]
+    caller = with_depth + 'flow g() -> int {\n  budget: { cost: $0.04 }\n  return f(n: 9)\n}\n'
+    assert codes(caller) == ["V2005"]
+    assert codes(caller.replace("$0.04", "$0.05")) == []
+    # a nested call of a flow with a cost cap reserves the whole cap, which its caller (itself,
+    # having spent on `cheap`) can never hold: rejected, as the runtime would refuse the call
+    assert codes(body.replace("budget: { cost: $1 }", "budget: { cost: $1, depth: 5 }")) == ["V2001"]
 
 
 def test_mutual_recursion():
@@ -286,7 +297,9 @@ flow pong(n: int) -> int {
 }
 """
     assert codes(body) == []
-    assert bound(body, "ping").derived.cost_micros == 2 * 10_000  # ping, pong, ping, pong: two agent calls
+    # the runtime allows 4 activations of each flow on the stack: ping, pong, ... ping, pong, so
+    # four calls of `cheap` (one per activation of ping)
+    assert bound(body, "ping").derived.cost_micros == 4 * 10_000
     assert codes(body.replace("budget: { depth: 4 }\n  return", "return")) == ["V2008"]
 
 

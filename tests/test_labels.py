@@ -576,9 +576,10 @@ def test_a_program_cleared_for_every_label_has_no_v3_error(text):
 
 @settings(suppress_health_check=[HealthCheck.too_slow], deadline=None)
 @given(_programs())
-def test_narrowing_the_provider_only_adds_prompt_and_judge_errors(text):
+def test_narrowing_the_provider_only_adds_model_and_judge_errors(text):
     narrowed = text.replace("clearance: [public, pii, phi] }", "clearance: [public] }", 1)
     result = check_source("gen.vox", narrowed)
-    assert {d.code for d in result.diagnostics} <= {"V3001", "V3004"}
+    # prompts (V3001), judges (V3004) and the labelled results of an agent's tools (V3005)
+    assert {d.code for d in result.diagnostics} <= {"V3001", "V3004", "V3005"}
     failing = {use.kind for use in result.analysis.labels.sinks if not use.ok}
     assert failing <= {"model", "judge"}

@@ -76,7 +76,7 @@ def test_every_example_lowers_to_a_plan_that_round_trips(path):
 
 def test_the_reference_plan_has_every_part():
     plan = plan_of(REFERENCE)
-    assert plan.plan_version == 2 and plan.compiler.name == "voxc"
+    assert plan.plan_version == 3 and plan.compiler.name == "voxc"
     assert plan.labels == ("payment", "pii", "public")
     assert set(plan.providers) == {"openai", "anthropic", "onprem"}
     assert plan.models["mini"].price.output_micros == 600_000
@@ -327,7 +327,7 @@ def test_an_unknown_plan_version_is_rejected_with_a_fix(reference_data):
     with pytest.raises(PlanError) as info:
         load_plan(json.dumps(data))
     message = str(info.value)
-    assert "plan_version 1" in message and "reads plan_version 2 only" in message
+    assert "plan_version 1" in message and "reads plan_version 3 only" in message
     assert "recompile the source with this voxc" in message and "voxc plan FILE --json" in message
 
 
@@ -407,7 +407,7 @@ def test_the_published_schema_is_up_to_date():
 
 def test_the_schema_describes_the_plan_version():
     schema = json.loads(SCHEMA_FILE.read_text(encoding="utf-8"))
-    assert schema["properties"]["plan_version"] == {"const": 2, "title": "Plan Version", "type": "integer"}
+    assert schema["properties"]["plan_version"] == {"const": 3, "title": "Plan Version", "type": "integer"}
     assert {"LitExpr", "CallExpr", "ForExpr", "LetStep", "ParStep", "Tool", "Agent"} <= set(schema["$defs"])
 
 
@@ -429,7 +429,7 @@ def test_voxc_plan_json_round_trips(capsys):
 def test_voxc_plan_prints_a_summary(capsys):
     code, out, err = run(capsys, "plan", str(REFERENCE))
     assert (code, err) == (0, "")
-    assert out.startswith(f"plan of {REFERENCE} (plan_version 2, hash ")
+    assert out.startswith(f"plan of {REFERENCE} (plan_version 3, hash ")
     assert "flow handle(ticket: Ticket) -> Resolution\n" in out
     assert "durable steps: handle.s0.triager, handle.s2.par0.search_kb" in out
     assert re.search(r"  bound: cost \$0\.05, tokens [\d_]+, wall 2m", out)

@@ -13,8 +13,11 @@ otherwise what its other caps and its models' prices imply:
   per attempt, and each of its `retries` is another attempt).
 
 A flow's derived bound is its body's worst path: sequential calls add, `par` branches add (wall
-time takes the longest branch), `if` takes the larger branch, `for ... max N` multiplies, and
-recursion is unrolled `depth` times. A flow's bound is its cap where it declares one, else that.
+time takes the longest branch), `if` takes the larger branch, `for ... max N` multiplies (so does
+the length of a list the program fixes), and recursion follows the runtime's rule: a call of a
+flow is refused when `depth` activations of it are already on the stack, counted per flow (see
+:meth:`_Budgets._cycle_levels`). A flow's bound is its cap where it declares one, else that; a
+call of a capped flow counts its caps, since the runtime reserves them when the call starts.
 
 >>> from vox.compiler.api import check_source
 >>> r = check_source("x.vox", '''
@@ -35,9 +38,10 @@ recursion is unrolled `depth` times. A flow's bound is its cap where it declares
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, replace
 
-from vox.compiler import defaults
+from vox.compiler import defaults, requests
 from vox.compiler.analysis.results import Bound, BoundItem, BudgetReport, CallableBound, GateReport
 from vox.compiler.diagnostics.model import DiagnosticSink, Fix, Label, TextEdit, replace_fix
 from vox.compiler.hir import nodes as h
@@ -53,8 +57,9 @@ _SHOW = {"cost_micros": format_money, "tokens": format_tokens, "wall_ms": format
 _WORD = {"cost_micros": "cost", "tokens": "tokens", "wall_ms": "wall time", "model_calls": "model calls",
          "tool_calls": "tool calls"}
 
-BYTES_PER_TOKEN = 4  # static prompt estimate; the runtime counts with the model's tokenizer
-MAX_UNROLL = 10_000  # recursion deeper than this is not unrolled
+BYTES_PER_TOKEN = requests.BYTES_PER_TOKEN  # static estimate; the runtime counts with the model's tokenizer
+MAX_UNROLL = 10_000  # recursion deeper than this (in activations of one cycle) is not unrolled
+MAX_STATES = 20_000  # stack states of one recursion cycle followed exactly; beyond, a coarser bound
 
 
 def estimate_tokens(text: str) -> int:
@@ -63,7 +68,21 @@ def estimate_tokens(text: str) -> int:
     >>> estimate_tokens("Classify this ticket."), estimate_tokens("")
     (6, 0)
     """
-    return -(-len(text.encode("utf-8")) // BYTES_PER_TOKEN)
+    return requests.estimate_tokens(text)
+
+
+def input_price(price: h.Price) -> int:
+    """The dearest price one prompt token may be billed at: input, or writing it to the cache.
+
+    >>> input_price(h.Price(1_000_000, 2_000_000, 100_000, cache_write=1_250_000))
+    1250000
+    """
+    return max(price.input, price.cache_write or 0)
+
+
+def cheapest_token(price: h.Price) -> int:
+    """The least one token (input, cached input, cache write or output) may be billed at."""
+    return min(p for p in (price.input, price.output, price.cached_input, price.cache_write) if p is not None)
 
 
 def max_output(model: h.Model) -> int:
@@ -171,6 +190,8 @@ class _Budgets:
         self.sink = sink
         self.bounds: dict[str, CallableBound] = {}
         self.unpriced: dict[str, str] = {}  # agent → a model of its chain without a price
+        self.broken: set[str] = set()  # flows left unbounded by an error already reported (V2008, V2010)
+        self.cycle: dict[str, frozenset[str]] = {}  # flow → the flows of its recursion cycle
 
     # ---- agents --------------------------------------------------------------------------------
 
@@ -187,6 +208,13 @@ class _Budgets:
         if tokens is None and calls is not None and served and None not in contexts:
             tokens = calls * max(contexts)
         unpriced = [m for m in served if m.price is None]
+        if caps.tokens is None and caps.cost is not None and served and not unpriced:
+            # Every token is billed at least the cheapest price of a model that may spend it, and the
+            # runtime holds the agent to its cost cap: the cap bounds the tokens too.
+            cheapest = min(cheapest_token(m.price) for m in served)
+            if cheapest > 0:
+                by_cost = caps.cost * 1_000_000 // cheapest
+                tokens = by_cost if tokens is None else min(tokens, by_cost)
         if unpriced:
             self.unpriced[a.name] = unpriced[0].name
         model_cost = None if unpriced or not served else _model_cost(served, tokens, calls)
@@ -204,17 +232,46 @@ class _Budgets:
         self.bounds[a.name] = CallableBound(a.name, "agent", bound, derived, frozenset(declared), tuple(items))
         self._check_agent(a, chain, judges)
 
+    def prompt_tokens(self, a: h.Agent, model: h.Model) -> int:
+        """The estimate of the prompt of one call of ``a`` on ``model``: what the runtime counts
+        (messages, tool definitions, the output schema and the protocol's overheads), with the
+        literal text at 4 bytes per token and placeholders counting nothing."""
+        from vox.compiler.plan.value_schema import object_schema, output_schema  # the plan imports this module
+
+        texts = []
+        if a.system is not None:
+            texts += ["system", "".join(p for p in a.system.parts if isinstance(p, str))]
+        texts += ["user", "".join(p for p in a.prompt.parts if isinstance(p, str)) if a.prompt else ""]
+        tools = [(n, object_schema((x.name, x.type) for x in self.program.tools[n].params))
+                 for n in a.tools if n in self.program.tools]
+        try:
+            schema = output_schema(a.returns)[0]
+        except Exception:  # an erroneous result type: reported where it is written
+            schema = None
+        provider = self.program.providers.get(model.provider)
+        protocol = provider.protocol if provider is not None else "sim"
+        return requests.estimate_request(protocol, texts, messages=len(texts) // 2, tools=tools, output_schema=schema)
+
+    def judge_tokens(self, a: h.Agent, answer: int, judge: h.Model, rubric: str) -> int:
+        """One judge call: its request (the rubric, the answer of at most ``answer`` tokens, the
+        verdict schema) plus the judge's `max_output`."""
+        provider = self.program.providers.get(judge.provider)
+        protocol = provider.protocol if provider is not None else "sim"
+        texts = ["system", requests.JUDGE_SYSTEM, "user", requests.judge_prompt(rubric, "")]
+        return (requests.estimate_request(protocol, texts, messages=2, output_schema=requests.JUDGE_SCHEMA)
+                + answer + max_output(judge))
+
     def _check_agent(self, a: h.Agent, chain: list[h.Model], judges: list[h.Model]) -> None:
         caps = a.caps
-        prompt = template_tokens(a.prompt) + template_tokens(a.system)
         for i, m in enumerate(chain):
             where = a.spans.get("model") if i == 0 else a.spans.get(f"fallback.{m.name}")
+            prompt = self.prompt_tokens(a, m)
             if m.context is not None and prompt + max_output(m) > m.context:
                 self.sink.error(
                     "V2006", f"one call of `{a.name}` needs about {format_tokens(prompt + max_output(m))} tokens, "
                     f"more than the {format_tokens(m.context)}-token context of `{m.name}`", where or a.span,
                     labels=(Label(m.spans.get("context", m.span), f"`{m.name}`'s context window"),),
-                    notes=(f"the prompt's text is about {format_tokens(prompt)} tokens, and every call reserves "
+                    notes=(f"the prompt is about {format_tokens(prompt)} tokens, and every call reserves "
                            f"`max_output` ({format_tokens(max_output(m))}) for the reply{_if_default(m)}",),
                     help="shorten the prompt, " + ("lower the model's `max_output`" if m.max_output is not None else
                                                    f"give `{m.name}` a smaller `max_output`")
@@ -231,17 +288,25 @@ class _Budgets:
         if not chain:
             return
         primary = chain[0]
+        prompt = self.prompt_tokens(a, primary)
         samples = 1 + self.gates.extra_samples.get(a.name, 0)
         per_call = prompt + max_output(primary)
-        judge_tokens = sum(max_output(primary) + max_output(j) for j in judges)
+        rubrics = _judge_rubrics(self.program, a)
+        judge_tokens = sum(self.judge_tokens(a, max_output(primary), j, rubrics[i] if i < len(rubrics) else "")
+                           for i, j in enumerate(judges))
         need_tokens = samples * per_call + judge_tokens
-        if caps.steps is not None and caps.steps < samples:
-            what = "one model call" if samples == 1 else f"{samples} model calls (its gates draw extra samples)"
+        # Each judge call is a model call of the agent's own, counted in its `steps` as the runtime does.
+        need_calls = samples + len(judges)
+        if caps.steps is not None and caps.steps < need_calls:
+            parts = [f"{samples - 1} extra samples" if samples > 1 else "",
+                     f"{len(judges)} judge call{'s' if len(judges) != 1 else ''}" if judges else ""]
+            extra = " and ".join(p for p in parts if p)
+            what = "one model call" if need_calls == 1 else f"{need_calls} model calls (the call, and its gates' {extra})"
             self.sink.error(
                 "V2003", f"agent `{a.name}` cannot make a single call: one output needs {what}, "
                 f"but `steps` is {caps.steps}", a.spans.get("budget.steps", a.span),
-                help=f"raise `steps` to at least {samples}",
-                fix=_replace_cap(a.spans, "steps", format_tokens(samples)))
+                help=f"raise `steps` to at least {need_calls}",
+                fix=_replace_cap(a.spans, "steps", format_tokens(need_calls)))
         if caps.tokens is not None and need_tokens > caps.tokens:
             self.sink.error(
                 "V2003", f"agent `{a.name}` cannot afford a single call: it needs about {format_tokens(need_tokens)} "
@@ -253,9 +318,11 @@ class _Budgets:
                 help=f"raise the `tokens` cap to at least {format_tokens(need_tokens)}, or lower `max_output`",
                 fix=_replace_cap(a.spans, "tokens", format_tokens(need_tokens)))
         if caps.cost is not None and primary.price is not None and a.name not in self.unpriced:
-            one = cost_of_tokens(prompt, primary.price.input) + cost_of_tokens(max_output(primary), primary.price.output)
-            judge_cost = sum(cost_of_tokens(max_output(primary), j.price.input)
-                             + cost_of_tokens(max_output(j), j.price.output) for j in judges if j.price)
+            one = (cost_of_tokens(prompt, input_price(primary.price))
+                   + cost_of_tokens(max_output(primary), primary.price.output))
+            judge_cost = sum(cost_of_tokens(self.judge_tokens(a, max_output(primary), j, rubrics[i] if i < len(rubrics) else "")
+                                            - max_output(j), input_price(j.price))
+                             + cost_of_tokens(max_output(j), j.price.output) for i, j in enumerate(judges) if j.price)
             need = samples * one + judge_cost
             if need > caps.cost:
                 self.sink.error(
@@ -273,32 +340,85 @@ class _Budgets:
     # ---- flows -----------------------------------------------------------------------------------
 
     def flow_group(self, group: list[str]) -> None:
-        """One flow, or the flows of one recursion cycle (unrolled `depth` times)."""
+        """One flow, or the flows of one recursion cycle (see :func:`_cycle_bounds`)."""
         flows = [self.program.flows[n] for n in group]
         recursive = len(flows) > 1 or _calls_flow(flows[0].body, flows[0].name)
         if not recursive:
             self._finish(flows[0], _Walk(self, flows[0], {}, report=True).run())
             return
         members = set(group)
+        for n in group:
+            self.cycle[n] = frozenset(group)
         missing = [f for f in flows if f.caps.depth is None]
         for f in missing:
             site = _first_call(f.body, members)
             self.sink.error(
                 "V2008", f"flow `{f.name}` is recursive, but declares no `depth`", site.span if site else f.span,
                 notes=("recursion " + " → ".join(group + [group[0]]),) if len(group) > 1 else (),
-                help=f"add `depth: N` to `{f.name}`'s budget: its bound is its body's repeated N times",
+                help=f"add `depth: N` to `{f.name}`'s budget: at most N activations of it are on the stack at once",
             )
-        if missing or max(f.caps.depth for f in flows) > MAX_UNROLL:
+        invalid = any(f.caps.depth is not None and f.caps.depth < 1 for f in flows)  # V2010, reported
+        levels = None if missing or invalid else self._cycle_levels(flows)
+        if missing or invalid:
+            self.broken.update(group)
+        if levels is None:
             for f in flows:
                 self._finish(f, (_Acc(None, None, 0, True, None, None), ()), checked=False)
             return
-        # level[n]: the bound of a call of n with k activations left; a call past the limit is refused.
-        level = {n: _Acc() for n in group}
-        for k in range(max(f.caps.depth for f in flows)):
-            for f in flows:
-                if f.caps.depth == k + 1:
-                    self._finish(f, _Walk(self, f, level, report=True).run())
-            level = {f.name: _Walk(self, f, level, report=False).run()[0] for f in flows}
+        for f in flows:
+            self._finish(f, _Walk(self, f, levels[f.name], report=True).run())
+
+    def _cycle_levels(self, flows: list[h.Flow]) -> dict[str, dict[str, _Acc]] | None:
+        """For each flow F of a recursion cycle, what each call in F's body of a flow of the cycle
+        may spend when F was entered from outside the cycle (the bound of that call as its caller
+        must afford it: the callee's caps where it declares them, as the runtime reserves them).
+
+        The model is the runtime's (``enter_flow``): a call of G is refused, before anything is
+        spent, when G already has ``depth(G)`` activations on the stack; each flow's activations
+        are counted on their own. The stack state that matters is how many activations of each
+        flow of the cycle it holds, so the bound of a call of G is computed per state, from the
+        states with the most activations down. A cycle whose depths add up to more than
+        :data:`MAX_UNROLL` is unbounded (None). With more than :data:`MAX_STATES` states, each
+        activation is only known to use up one of the cycle's ``sum(depth)``, which bounds the
+        same calls more coarsely.
+        """
+        names = [f.name for f in flows]
+        depth = [f.caps.depth for f in flows]
+        by_name = {f.name: f for f in flows}
+        refused = _Acc()  # a call past its depth is refused before it spends anything
+        total = sum(depth)
+        if total > MAX_UNROLL:
+            return None
+        states = 1
+        for d in depth:
+            states *= d + 1
+        if states * len(flows) <= MAX_STATES:
+            # bound[(i, used)]: a call of flows[i] from a stack holding used[j] activations of flows[j]
+            bound: dict[tuple[int, tuple[int, ...]], _Acc] = {}
+
+            def calls_from(used: tuple[int, ...]) -> dict[str, _Acc]:
+                return {n: bound.get((j, used), refused) for j, n in enumerate(names)}
+
+            for used in sorted(itertools.product(*(range(d + 1) for d in depth)), key=sum, reverse=True):
+                for i, f in enumerate(flows):
+                    if used[i] >= depth[i]:
+                        continue
+                    inner = used[:i] + (used[i] + 1,) + used[i + 1:]
+                    bound[(i, used)] = self._as_called(f, _Walk(self, f, calls_from(inner), report=False).run()[0])
+            empty = (0,) * len(flows)
+            return {f.name: calls_from(empty[:i] + (1,) + empty[i + 1:]) for i, f in enumerate(flows)}
+        level = {n: refused for n in names}  # with k activations left in the cycle, from k = 0 up
+        for _ in range(total - 1):
+            level = {n: self._as_called(by_name[n], _Walk(self, by_name[n], level, report=False).run()[0])
+                     for n in names}
+        return {n: level for n in names}
+
+    def _as_called(self, flow: h.Flow, acc: _Acc) -> _Acc:
+        """What a caller must afford for a call of ``flow`` whose body may spend ``acc``: the caps
+        where ``flow`` declares them (the runtime reserves them when the call starts)."""
+        declared = _caps_dims(flow.caps)
+        derived = acc.bound()
+        return _Acc.of(Bound(**{d: declared.get(d, getattr(derived, d)) for d in Bound.DIMENSIONS}))
 
     def _finish(self, flow: h.Flow, walked: tuple[_Acc, tuple[BoundItem, ...]], checked: bool = True) -> None:
         acc, items = walked
@@ -325,6 +445,7 @@ class _Budgets:
                 callee = self.bounds.get(item.callee) if item.callee else None
                 decl = self.program.agents.get(item.callee) or self.program.flows.get(item.callee)
                 from_cap = callee is not None and dim in callee.from_caps and decl is not None
+                nested = self._capped_in_cycle(flow, items, dim)
                 labels = [Label(cap_span, f"`{flow.name}` allows {show(cap)}")]
                 if from_cap:
                     labels.append(Label(decl.spans.get(f"budget.{CAP_OF[dim]}", decl.span), f"`{item.callee}`'s cap"))
@@ -332,26 +453,39 @@ class _Budgets:
                     "V2005", f"`{item.callee}` alone may use {show(getattr(item.bound, dim))} of {_WORD[dim]}, "
                     f"more than flow `{flow.name}`'s cap of {show(cap)}", item.span, labels=tuple(labels),
                     notes=(f"a call of `{item.callee}` reserves its `{CAP_OF[dim]}` cap when it starts" if from_cap
-                           else f"this is `{item.callee}`'s worst case",),
-                    help=f"lower `{item.callee}`'s `{CAP_OF[dim]}` to at most {show(cap)}, or raise `{flow.name}`'s "
-                         f"to {show(total)}",
+                           else f"this is `{item.callee}`'s worst case",) + ((_nested_note(nested, dim),) if nested else ()),
+                    help=_nested_help(nested, dim) if nested else
+                    f"lower `{item.callee}`'s `{CAP_OF[dim]}` to at most {show(cap)}, or raise `{flow.name}`'s "
+                    f"to {show(total)}",
                 )
                 continue
+            nested = self._capped_in_cycle(flow, items, dim)
             self.sink.error(
                 "V2001", f"the calls in flow `{flow.name}` may use {show(total)} of {_WORD[dim]}, "
                 f"more than its cap of {show(cap)}", cap_span,
                 labels=tuple(Label(i.span, f"{show(getattr(i.bound, dim))}" + (f" ({i.multiplier} times)" if i.multiplier > 1 else ""))
                              for i in items if getattr(i.bound, dim)),
-                notes=_breakdown(items, dim, total, cap),
-                help=_fit_help(flow, items, dim, total, cap, self.bounds),
-                fix=_replace_cap(flow.spans, CAP_OF[dim], show(total), f"raise `{flow.name}`'s `{CAP_OF[dim]}` to {show(total)}"),
+                notes=_breakdown(items, dim, total, cap) + ((_nested_note(nested, dim),) if nested else ()),
+                help=_nested_help(nested, dim) if nested else _fit_help(flow, items, dim, total, cap, self.bounds),
+                fix=None if nested else _replace_cap(flow.spans, CAP_OF[dim], show(total),
+                                                     f"raise `{flow.name}`'s `{CAP_OF[dim]}` to {show(total)}"),
             )
+
+    def _capped_in_cycle(self, flow: h.Flow, items: tuple[BoundItem, ...], dim: str) -> str | None:
+        """A flow of ``flow``'s own recursion cycle that it calls and that caps ``dim``, if any."""
+        cycle = self.cycle.get(flow.name, frozenset())
+        for i in items:
+            if i.kind == "flow" and i.callee in cycle and CAP_OF[dim] in _cap_names(self.program.flows[i.callee].caps):
+                return i.callee
+        return None
 
     def _unbounded(self, flow: h.Flow, dim: str, items: tuple[BoundItem, ...]) -> None:
         """Say which call site makes ``dim`` unbounded (once per dimension)."""
         item = next((i for i in items if getattr(i.bound, dim) is None), None)
         if item is None or item.multiplier == 0:
             return  # a loop without `max`: reported where it is (V2002)
+        if item.callee in self.broken:
+            return  # its recursion is reported where it is (V2008, V2010)
         if item.kind == "agent" and dim == "cost_micros" and item.callee in self.unpriced:
             model = self.unpriced[item.callee]
             self.sink.error(
@@ -384,6 +518,7 @@ class _Walk:
         self.level = level
         self.report = report
         self.items: list[BoundItem] = []
+        self.lengths: dict[tuple, int] = {}  # a `let` binding → the most elements its list can have
 
     def run(self) -> tuple[_Acc, tuple[BoundItem, ...]]:
         fall, exited = self.block(self.flow.body, 1)
@@ -404,6 +539,9 @@ class _Walk:
 
     def stmt(self, s, mult: int) -> tuple[_Acc | None, _Acc | None]:
         if isinstance(s, h.LetStmt):
+            n = self.length(s.value)
+            if n is not None:
+                self.lengths[_key(s.symbol)] = n
             return self.expr(s.value, mult), None
         if isinstance(s, h.ExprStatement):
             return self.expr(s.expr, mult), None
@@ -418,6 +556,7 @@ class _Walk:
             return (None if fall is None else cond + fall), (None if exited is None else cond + exited)
         if isinstance(s, h.ParStmt):
             total = _Acc()
+            # branches bind their names for after the `par`
             for branch in s.branches:
                 total = total.beside(self.stmt(branch, mult)[0] or _Acc())
             return total, None
@@ -436,10 +575,20 @@ class _Walk:
             total = total + self.expr(child, mult)
         return total
 
+    def length(self, e) -> int | None:
+        """The most elements the list ``e`` can have, when the program fixes it: a list literal, a
+        name `let`-bound to one (bindings never change), or a `for` (one element per iteration)."""
+        if isinstance(e, h.ListValue):
+            return len(e.items)
+        if isinstance(e, h.Var):
+            return self.lengths.get(_key(e.symbol))
+        if isinstance(e, h.ForEach):
+            n = self.length(e.iterable)
+            return e.bound if n is None else (n if e.bound is None else min(n, e.bound))
+        return None
+
     def loop(self, e: h.ForEach, mult: int) -> _Acc:
-        n = e.bound
-        if n is None and isinstance(e.iterable, h.ListValue):
-            n = len(e.iterable.items)
+        n = self.length(e)
         if n is None:
             probe = _Walk(self.b, self.flow, self.level, report=False)
             body = probe.block(e.body, 1)[0] or _Acc()
@@ -490,6 +639,46 @@ class _Walk:
         return one
 
 
+def _cap_names(caps: h.Caps) -> set[str]:
+    return {CAP_OF[d] for d in _caps_dims(caps)}
+
+
+def _nested_note(callee: str, dim: str) -> str:
+    return (f"each nested call of `{callee}` reserves its whole `{CAP_OF[dim]}` cap when it starts, as every "
+            f"call does; inside the cycle that cap must be free again on top of what was spent before the call, "
+            "so raising it never helps")
+
+
+def _nested_help(callee: str, dim: str) -> str:
+    return (f"remove the `{CAP_OF[dim]}` cap from `{callee}` (its `depth` already bounds it) and cap the flows "
+            "that call into the recursion instead")
+
+
+def _key(symbol: h.Symbol) -> tuple:
+    """A local binding, told apart from another of the same name by where it is declared."""
+    return (symbol.name, symbol.span.start, symbol.span.end)
+
+
+def _judge_rubrics(program: h.Program, a: h.Agent) -> list[str]:
+    """The literal rubric of each judge call of ``a``'s gates, in the order the gate report lists
+    the judge models (a rubric not written as a literal counts nothing)."""
+    from vox.compiler.analysis.gates import signal_calls
+
+    out = []
+    for g in dict.fromkeys(a.gates):
+        gate = program.gates.get(g)
+        for check in gate.checks if gate is not None else ():
+            for call in signal_calls(check.cond):
+                if call.name != "judge":
+                    continue
+                model = next((v for k, v in call.args if k == "model"), None)
+                if not isinstance(model, h.Ref):
+                    continue
+                rubric = next((v for k, v in call.args if k == "rubric"), None)
+                out.append(rubric.value if isinstance(rubric, h.Lit) and isinstance(rubric.value, str) else "")
+    return out
+
+
 def _join_opt(a: _Acc | None, b: _Acc | None) -> _Acc | None:
     if a is None:
         return b
@@ -503,7 +692,7 @@ def _model_cost(models: list[h.Model], tokens: int | None, calls: int | None) ->
     price (at most ``max_output`` per call), the rest at the dearest input price."""
     if tokens is None:
         return None
-    price_in = max(m.price.input for m in models)
+    price_in = max(input_price(m.price) for m in models)
     price_out = max(m.price.output for m in models)
     max_out = [max_output(m) for m in models]
     out = tokens

@@ -28,6 +28,17 @@ from vox.compiler.source import Span
 
 LOGPROB_SIGNALS = ("confidence", "entropy")
 
+# What each protocol's API cannot give, whatever a model declares. Anthropic's Messages API has no
+# log-probabilities: a model on it that listed `logprobs` would get none, so `confidence` would be
+# 0 and `entropy` infinite on every answer (the runtime fails closed) and every gate reading them
+# would fail. OpenAI-compatible servers and the simulator may provide every capability.
+PROTOCOL_LACKS: dict[str, frozenset[str]] = {
+    "openai": frozenset(),
+    "anthropic": frozenset({"logprobs"}),
+    "openai_compatible": frozenset(),
+    "sim": frozenset(),
+}
+
 
 def analyse_gates(program: h.Program, sink: DiagnosticSink) -> GateReport:
     """Check every gate against every agent that uses it; report V5xxx to ``sink``.
@@ -42,6 +53,8 @@ def analyse_gates(program: h.Program, sink: DiagnosticSink) -> GateReport:
     >>> sorted(report.signals["a"]), report.extra_samples["a"], report.judges["a"]
     (['consistency'], 2, ())
     """
+    for model in program.models.values():
+        _check_protocol(program, model, sink)
     for gate in program.gates.values():
         _check_arguments(gate, sink)
     signals: dict[str, frozenset[str]] = {}
@@ -58,6 +71,47 @@ def analyse_gates(program: h.Program, sink: DiagnosticSink) -> GateReport:
         _check_chain(program, agent, reads, sink)
         _check_actions(agent, gates, sink)
     return GateReport(signals, extra, judges)
+
+
+# ---- models ---------------------------------------------------------------------------------------
+
+
+def _check_protocol(program: h.Program, model: h.Model, sink: DiagnosticSink) -> None:
+    """V5007: a model may not list a capability its provider's protocol cannot provide."""
+    provider = program.providers.get(model.provider)
+    if provider is None:
+        return
+    for capability in sorted(model.capabilities & PROTOCOL_LACKS.get(provider.protocol, frozenset())):
+        span = model.spans.get(f"capabilities.{capability}", model.spans.get("capabilities", model.span))
+        symbol = program.symbols.get(provider.name)
+        sink.error(
+            "V5007", f"model `{model.name}` lists `{capability}`, but its provider `{provider.name}` speaks the "
+            f"`{provider.protocol}` protocol, which has no {capability}", span,
+            labels=(Label(symbol.span if symbol is not None else provider.span,
+                          f"`{provider.name}` is an `{provider.protocol}` provider"),),
+            notes=("a gate reading `confidence` or `entropy` on this model would get no log-probabilities, so "
+                   "every answer would fail it",) if capability == "logprobs" else (),
+            help=f"remove `{capability}` from `{model.name}`'s capabilities; gates that need it must run on "
+                 "models of a protocol that provides it",
+            fix=_remove_item_fix(model.spans, "capabilities", capability),
+        )
+
+
+def _remove_item_fix(spans: dict[str, Span], member: str, item: str) -> Fix | None:
+    """Delete ``item`` from the list written as member ``member``, with its separator."""
+    items = sorted(((span, key[len(member) + 1:]) for key, span in spans.items()
+                    if key.startswith(member + ".")), key=lambda entry: entry[0].start)
+    index = next((i for i, (_, name) in enumerate(items) if name == item), None)
+    if index is None:
+        return None
+    span = items[index][0]
+    if len(items) == 1:
+        edit = TextEdit(spans[member], "[]")
+    elif index > 0:
+        edit = TextEdit(Span(items[index - 1][0].end, span.end), "")
+    else:
+        edit = TextEdit(Span(span.start, items[1][0].start), "")
+    return Fix(f"remove `{item}` from `{member}`", (edit,))
 
 
 # ---- signals --------------------------------------------------------------------------------------
@@ -151,6 +205,13 @@ def _check_chain(program: h.Program, agent: h.Agent, reads, sink: DiagnosticSink
             labels = [Label(call.span, f"`{call.name}` is read here, in gate `{gate.name}`") for gate, call in uses]
             has = ", ".join(sorted(model.capabilities)) or "none"
             what = "log-probabilities" if capability == "logprobs" else "several outputs for one prompt"
+            provider = program.providers.get(model.provider)
+            if capability == "logprobs" and "no_logprobs" in model.capabilities:
+                why = f"`{model_name}` refuses log-probabilities (`no_logprobs`)"
+            elif provider is not None and capability in PROTOCOL_LACKS.get(provider.protocol, frozenset()):
+                why = f"`{model_name}` is served over the `{provider.protocol}` protocol, which has no `{capability}`"
+            else:
+                why = f"`{model_name}` has capabilities: {has} (if it does support `{capability}`, list it there)"
             sink.error(
                 code,
                 f"`{model_name}` cannot give {read_text}: it has no `{capability}`, and it is {role} of "
@@ -159,7 +220,7 @@ def _check_chain(program: h.Program, agent: h.Agent, reads, sink: DiagnosticSink
                 labels=tuple(labels),
                 notes=(f"a gate's signals must exist on every model that can produce the output, because any "
                        f"of them may; {read_text} need{'s' if len(read) == 1 else ''} {what}",
-                       f"`{model_name}` has capabilities: {has} (if it does support `{capability}`, list it there)"),
+                       why),
                 help=f"remove `{model_name}` from the chain, pick a model with `{capability}`, or drop the checks "
                      f"that read {read_text}",
                 fix=_remove_fallback_fix(agent, model_name),
@@ -179,7 +240,21 @@ def _check_chain(program: h.Program, agent: h.Agent, reads, sink: DiagnosticSink
 # ---- actions --------------------------------------------------------------------------------------
 
 
+def check_calls(check: h.GateCheck) -> int:
+    """Model calls of the agent that evaluating ``check`` may make: `n - 1` samples per
+    `consistency(n)` and one per `judge` (each counts in the agent's `steps`, as at run time)."""
+    total = 0
+    for call in signal_calls(check.cond):
+        if call.name == "judge":
+            total += 1
+        elif call.name == "consistency" and (n := _int_arg(call, "n")) is not None:
+            total += max(n - 1, 0)
+    return total
+
+
 def _check_actions(agent: h.Agent, gates: list[h.Gate], sink: DiagnosticSink) -> None:
+    """V5004 and V5005. Checks run in order and the first failing one decides, so an attempt that
+    a check retries has made one model turn plus the calls of the checks up to that one."""
     fallback_checks = [(gate, check) for gate in gates for check in gate.checks if check.action == "fallback"]
     if fallback_checks and not agent.fallback and agent.model is not None:
         sink.warning(
@@ -191,21 +266,31 @@ def _check_actions(agent: h.Agent, gates: list[h.Gate], sink: DiagnosticSink) ->
     steps = agent.caps.steps
     if steps is None:
         return
-    retries = [(gate, check) for gate in gates for check in gate.checks
-               if check.action == "retry" and check.retries is not None and check.retries >= steps]
+    retries = []
+    before = 0  # model calls of the checks so far, in the order the runtime evaluates them
+    for gate in gates:
+        for check in gate.checks:
+            before += check_calls(check)
+            if check.action == "retry" and check.retries is not None and (1 + check.retries) * (1 + before) > steps:
+                retries.append((gate, check, 1 + before))
     if retries:
-        most = max(check.retries for _, check in retries)
+        gate, worst, per_attempt = max(retries, key=lambda r: (1 + r[1].retries) * r[2])
+        most = worst.retries
+        room = max(steps // per_attempt - 1, 0)
+        need = (most + 1) * per_attempt
         span = agent.spans.get("budget.steps", agent.spans.get("budget", agent.span))
+        turn = ("the first attempt and each retry are one model turn each" if per_attempt == 1 else
+                f"the first attempt and each retry are {per_attempt} model calls each (the turn, and the extra "
+                "samples and judge calls of the checks up to the one that retries)")
         sink.warning(
             "V5005",
-            f"`steps: {steps}` leaves room for {steps - 1} retr{'y' if steps - 1 == 1 else 'ies'}, "
+            f"`steps: {steps}` leaves room for {room} retr{'y' if room == 1 else 'ies'}, "
             f"but a gate of `{agent.name}` asks for {most}",
             span,
-            labels=tuple(Label(check.span, f"`retry({check.retries})` in gate `{gate.name}`")
-                     for gate, check in retries),
-            notes=("the first attempt and each retry are one model turn each; the cap ends the call before the "
-                   "last retry, and the call fails instead",),
-            help=f"raise `steps` to {most + 1}, or retry fewer times",
-            fix=Fix(f"raise `steps` to {most + 1}", (TextEdit(span, str(most + 1)),))
+            labels=tuple(Label(check.span, f"`retry({check.retries})` in gate `{g.name}`")
+                         for g, check, _ in retries),
+            notes=(f"{turn}; the cap ends the call before the last retry, and the call fails instead",),
+            help=f"raise `steps` to {need}, or retry fewer times",
+            fix=Fix(f"raise `steps` to {need}", (TextEdit(span, str(need)),))
             if "budget.steps" in agent.spans else None,
         )

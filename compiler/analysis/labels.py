@@ -4,16 +4,18 @@ A pure function of the HIR (:func:`analyse_labels`). Every value in a flow gets 
 :class:`Labelled` description: the labels it carries itself and the type whose declared field
 labels apply to its parts. The analysis walks each flow once on its own (parameters carry only
 their declared labels) and once per distinct assignment of argument labels from its callers
-(memoised; recursion iterates to a fixpoint); each agent is checked on its own and at every call
-site. Sinks (prompts to every model in an agent's chain, tool arguments and URLs, the tools an
-agent may call, judge models in gates) are compared with their clearance, and each problem is
+and control context (memoised; recursion iterates to a fixpoint); each agent is checked on its own
+and at every call site. Record literals keep their labels per field; a tool's result carries its
+arguments' labels except those it `declassifies`; a flow's result carries its declared labels.
+Sinks (prompts to every model in an agent's chain, tool results going back to that chain, tool
+arguments and URLs, the tools an agent may call, judge models in gates, and every sink of a call
+made under a labelled `if` or `for`) are compared with their clearance, and each problem is
 reported once per (place, sink) after all contexts have been seen. spec/labels.md is the
 normative description.
 """
 
 from __future__ import annotations
 
-import bisect
 import re
 from dataclasses import dataclass, field
 from typing import Callable
@@ -66,9 +68,41 @@ class Labelled:
     own: frozenset[str] = _NO_LABELS
     shape: t.Type | None = None
     why: Why = field(default=(), compare=False)
+    # A record literal's fields, each with what it carries: reading `r.id` back gets only `id`'s labels.
+    # None when the value's parts are known only from ``shape``.
+    fields: tuple[tuple[str, "Labelled"], ...] | None = None
 
 
 PUBLIC_VALUE = Labelled()
+
+
+def _with_own(v: Labelled, own: frozenset[str], shape: t.Type | None, why: Why) -> Labelled:
+    """``v``'s fields with other own labels and shape (fields only make sense with a shape)."""
+    return Labelled(own, shape, why, v.fields if shape is not None else None)
+
+
+def _join(a: Labelled | None, b: Labelled) -> Labelled:
+    """What a value carries when it may be ``a`` or ``b`` (the returns of a flow)."""
+    if a is None:
+        return b
+    shape = a.shape if a.shape is not None else b.shape
+    why = _join_why(a.why, b.why)
+    if a.fields is not None and b.fields is not None:
+        fa, fb = dict(a.fields), dict(b.fields)
+        fields = tuple((n, _join(fa.get(n), fb[n]) if n in fb else fa[n]) for n in sorted(set(fa) | set(fb)))
+        return Labelled(a.own | b.own, shape, why, fields)
+    own = a.own | b.own | _field_labels(a) | _field_labels(b)
+    return Labelled(own, shape, why)
+
+
+def _field_labels(v: Labelled) -> frozenset[str]:
+    """Every label a record literal's fields carry themselves (not those their types declare)."""
+    if not v.fields:
+        return _NO_LABELS
+    out = set()
+    for _, fv in v.fields:
+        out |= fv.own | _field_labels(fv)
+    return frozenset(out)
 
 
 def _clean(labels) -> frozenset[str]:
@@ -91,6 +125,28 @@ def _join_why(*whys: Why) -> Why:
 
 def _only(why: Why, labels: frozenset[str]) -> Why:
     return tuple(w for w in why if w[0] in labels)
+
+
+@dataclass(frozen=True)
+class _Pc:
+    """The control context of a call: labels of the `if` conditions and `for` lists around it.
+
+    A call made only when a condition on `pii` data holds (or once per element of a `pii` list)
+    tells whoever receives it something about that data, so each of its sinks must be cleared for
+    ``labels`` too. ``where`` is the innermost condition or loop (kind, span), for diagnostics.
+    """
+
+    labels: frozenset[str] = _NO_LABELS
+    why: Why = ()
+    where: tuple = ()  # ("if" | "for" | "flow", span) of the innermost labelled context
+
+    def under(self, labels: frozenset[str], why: Why, kind: str, span: Span) -> "_Pc":
+        if not labels - self.labels:
+            return self
+        return _Pc(self.labels | labels, _join_why(why, self.why), (kind, span))
+
+
+_NO_PC = _Pc()
 
 
 # ---- problems (collected over all contexts, reported once) ----------------------------------------
@@ -131,7 +187,6 @@ class _LabelAnalysis:
         self.values: dict[tuple[int, int], frozenset[str]] = {}
         self._deep: dict[int, tuple[frozenset[str], Why]] = {}
         self._keep: list = []  # types whose id() is a cache key stay alive
-        self.field_origins = _field_origins(program)
         # flow contexts
         self.done: dict[tuple, Labelled] = {}
         self.approx: dict[tuple, Labelled] = {}
@@ -144,6 +199,11 @@ class _LabelAnalysis:
 
     def run(self, sink: DiagnosticSink) -> LabelReport:
         outputs: dict[str, frozenset[str]] = {}
+        for tool in self.p.tools.values():  # a tool that drops labels is audited like `declassify`
+            if tool.declassifies:
+                span = tool.spans.get("declassifies", tool.span)
+                self.declassified[(span.start, span.end)] = [tool.name, tool.declassifies,
+                                                             _declassifies_reason(tool), span]
         for agent in self.p.agents.values():
             out = self.agent_use(agent, None, None)
             outputs[agent.name] = self.whole(out)[0]
@@ -199,6 +259,10 @@ class _LabelAnalysis:
     def whole(self, v: Labelled) -> tuple[frozenset[str], Why]:
         """The labels of a value used at once (passed along, or read whole by a prompt)."""
         inner, inner_why = self.deep(v.shape)
+        if v.fields:
+            parts = [self.whole(fv) for _, fv in v.fields]
+            inner = inner.union(*(x[0] for x in parts))
+            inner_why = _join_why(inner_why, *(x[1] for x in parts))
         if not inner:
             return v.own, v.why
         if not v.own:
@@ -211,18 +275,23 @@ class _LabelAnalysis:
 
     def get_field(self, v: Labelled, name: str) -> Labelled:
         shape = t.strip_optional(v.shape) if v.shape is not None else None
-        if not isinstance(shape, t.RecordType):
-            return Labelled(v.own, None, v.why)
-        info = shape.field(name)
+        info = shape.field(name) if isinstance(shape, t.RecordType) else None
+        own, why, fields, part = v.own, v.why, None, None
+        if v.fields is not None:
+            part = dict(v.fields).get(name)
+            if part is not None:  # a record literal's field: what was put there, not the whole record
+                own, why, fields = own | part.own, _join_why(why, part.why), part.fields
         if info is None:
-            return Labelled(v.own, None, v.why)
+            inner = part.shape if part is not None else None
+            return Labelled(own, inner, why, fields if inner is not None else None)
         extra = _clean(info.labels)
-        if not extra:
-            return Labelled(v.own, info.type, v.why)
-        return Labelled(v.own | extra, info.type, _join_why(v.why, self.field_why(shape, name, extra)))
+        if extra:
+            own, why = own | extra, _join_why(why, self.field_why(shape, name, extra))
+        return Labelled(own, info.type, why, fields)
 
     def field_why(self, record: t.RecordType, name: str, labels: frozenset[str]) -> Why:
-        origins = self.field_origins.get(record.name, {}).get(name, {})
+        info = record.field(name)
+        origins = dict(info.origins) if info is not None else {}
         fallback = self.p.symbols.get(record.name)
         out = []
         for label in sorted(labels):
@@ -236,12 +305,14 @@ class _LabelAnalysis:
 
     # ---- flows ----------------------------------------------------------------------------------------
 
-    def flow_result(self, flow: h.Flow, params: tuple[Labelled, ...]) -> Labelled:
-        """The result of ``flow`` when its parameters carry ``params``, memoised per assignment."""
-        key = (flow.name,) + tuple((p.own, p.shape is not None) for p in params)
+    def flow_result(self, flow: h.Flow, params: tuple[Labelled, ...], pc: "_Pc | None" = None) -> Labelled:
+        """The result of ``flow`` when its parameters carry ``params`` and it is called under the
+        control context ``pc`` (the labels of the conditions and loops around the call), memoised."""
+        pc = pc or _NO_PC
+        key = (flow.name, pc.labels) + tuple((p.own, p.shape is not None, p.fields) for p in params)
         if key in self.done:
             return self.done[key]
-        bottom = Labelled(_NO_LABELS, flow.returns)
+        bottom = self.declared_result(flow, Labelled(_NO_LABELS, flow.returns))
         if key in self.stack:
             i = self.stack.index(key)
             self.heads.add(key)
@@ -250,7 +321,7 @@ class _LabelAnalysis:
         self.stack.append(key)
         result = bottom
         for _ in range(_MAX_FIXPOINT_ROUNDS):
-            result = _FlowRun(self, flow, params).run()
+            result = self.declared_result(flow, _FlowRun(self, flow, params, pc).run())
             previous = self.approx.get(key)
             self.approx[key] = result
             if key not in self.heads or previous == result:
@@ -262,6 +333,19 @@ class _LabelAnalysis:
             self.done[key] = result
         self.heads.discard(key)
         return result
+
+    def declared_result(self, flow: h.Flow, value: Labelled) -> Labelled:
+        """A flow's result as its callers see it: at least the labels its result type declares
+        (on the type, through aliases, and inside it), whatever the body computed."""
+        declared = _clean(flow.return_labels)
+        why = value.why
+        if declared - value.own:
+            sym = self.p.symbols.get(flow.name)
+            where = flow.spans.get("->", sym.span if sym is not None else flow.span)
+            why = _join_why(why, tuple((x, where, f"`{flow.name}`'s result is declared `@{x}`")
+                                       for x in sorted(declared - value.own)))
+        shape = flow.returns if flow.returns is not None and not t.is_error(flow.returns) else value.shape
+        return Labelled(value.own | declared, shape, why, value.fields if shape is not None else None)
 
     # ---- agents ---------------------------------------------------------------------------------------
 
@@ -280,8 +364,8 @@ class _LabelAnalysis:
             if not standalone and p.name in args:
                 value, span = args[p.name]
                 arg_spans[p.name] = span
-                base = Labelled(value.own | declared, p.type if value.shape is not None else None,
-                                _join_why(value.why, base.why))
+                base = _with_own(value, value.own | declared, p.type if value.shape is not None else None,
+                                 _join_why(value.why, base.why))
             params[p.name] = base
 
         # What the templates read: (index, path, labels, why)
@@ -361,6 +445,7 @@ class _LabelAnalysis:
         context_why = _join_why(prompt_why, *tool_whys)
         if standalone:
             self.standalone_context[agent.name] = context
+            self.tool_results_to_models(agent)
 
         # (3) the arguments the model writes for its tools carry everything it has seen
         for name in agent.tools:
@@ -418,6 +503,47 @@ class _LabelAnalysis:
                     self.problem("V3004", judge_span, judge_model, missing, why,
                                  self.judge_problem(agent, gate, judge_model, provider, clearance, judge_span))
         return output
+
+    def tool_results_to_models(self, agent: h.Agent) -> None:
+        """(2) Each tool's result goes back to the agent's model, and so to every model of its chain."""
+        for name in agent.tools:
+            tool = self.p.tools.get(name)
+            if tool is None:
+                continue
+            labels, why = self.whole(self.tool_result(tool))
+            span = agent.spans.get(f"tools.{name}", agent.span)
+            for role_index, model_name in enumerate(agent.chain):
+                clearance, provider = self.model_clearance(model_name)
+                if clearance is None:
+                    continue
+                self.sinks.add(agent.name, "model", model_name, clearance, labels, span)
+                missing = labels - clearance
+                if missing:
+                    fallback = role_index > 0 or model_name != agent.model
+                    self.problem("V3005", span, model_name, missing, why,
+                                 self.tool_result_problem(agent, tool, model_name, provider, clearance, fallback,
+                                                          span))
+
+    def agent_sinks(self, agent: h.Agent) -> list[tuple[str, str, frozenset[str], Span | None]]:
+        """Every place a call of ``agent`` reaches: (kind, name, clearance, where the agent names it)."""
+        out = []
+        for role_index, model_name in enumerate(agent.chain):
+            clearance, _ = self.model_clearance(model_name)
+            if clearance is not None:
+                fallback = role_index > 0 or model_name != agent.model
+                out.append(("model", model_name, clearance,
+                            agent.spans.get(f"fallback.{model_name}" if fallback else "model")))
+        for name in agent.tools:
+            tool = self.p.tools.get(name)
+            if tool is not None:
+                out.append(("tool_choice", name, self.tool_clearance(tool), agent.spans.get(f"tools.{name}")))
+        for gate_name in agent.gates:
+            gate = self.p.gates.get(gate_name)
+            for judge_model, judge_span in (_judges(gate) if gate is not None else ()):
+                clearance, _ = self.model_clearance(judge_model)
+                if clearance is not None:
+                    out.append(("judge", judge_model, clearance, judge_span))
+        return out
 
     def tool_result(self, tool: h.Tool) -> Labelled:
         labels = _clean(tool.return_labels)
@@ -557,6 +683,73 @@ class _LabelAnalysis:
 
         return build
 
+    def tool_result_problem(self, agent: h.Agent, tool: h.Tool, model_name: str, provider_name, clearance,
+                            fallback: bool, span: Span):
+        provider = self.p.providers.get(provider_name)
+        role = "a fallback model" if fallback else "its primary model"
+
+        def build(labels, why):
+            names = _show(labels)
+            message = (f"the results of `{tool.name}` carry {names} and go back to `{agent.name}`'s model "
+                       f"`{model_name}` ({role}), but provider `{provider_name}` is not cleared for it")
+            first = [Label(span, f"`{agent.name}` may call `{tool.name}` and read its result")]
+            more = []
+            model_span = agent.spans.get(f"fallback.{model_name}") if fallback else agent.spans.get("model")
+            if model_span is not None:
+                more.append(Label(model_span, f"the result may go to `{model_name}` when the models before it fail"
+                                  if fallback else f"`{agent.name}` runs on `{model_name}`"))
+            if provider is not None:
+                cl = self.clearance_label("provider", provider_name, clearance, provider.spans)
+                if cl is not None:
+                    more.append(cl)
+            options = [f"add {names} to the clearance of provider `{provider_name}` if your agreement with it allows"]
+            if fallback:
+                options.append(f"remove `{model_name}` from `fallback`")
+            options += [f"remove `{tool.name}` from the `tools` of `{agent.name}`",
+                        f"or have `{tool.name}` return redacted data: a result type without {names}"]
+            return {"message": message, "first": first, "labels": more, "help": "; ".join(options), "fix": None}
+
+        return build
+
+    def implicit_problem(self, callee: str, kind: str, sink_name: str, clearance, sink_span, span: Span, pc: _Pc):
+        where_kind, where_span = pc.where if pc.where else ("if", None)
+        tool = self.p.tools.get(sink_name) if kind in ("tool", "tool_choice") else None
+
+        def build(labels, why):
+            names = _show(labels)
+            if where_kind == "for":
+                how = f"runs once per element of a list that carries {names}"
+            else:
+                how = f"happens only when a condition on {names} data holds"
+            if kind == "model" or kind == "judge":
+                _, provider_name = self.model_clearance(sink_name)
+                what = f"model `{sink_name}` (provider `{provider_name}`)"
+                sink_decl = self.p.providers.get(provider_name)
+                cl = self.clearance_label("provider", provider_name, clearance, sink_decl.spans) if sink_decl else None
+                clear = f"add {names} to the clearance of provider `{provider_name}`"
+            else:
+                what = f"tool `{sink_name}`"
+                cl = self.clearance_label("tool", sink_name, clearance, tool.spans) if tool is not None else None
+                clear = f"add {names} to the clearance of tool `{sink_name}`"
+            message = (f"this call of `{callee}` {how}, so {what} learns something about it, but it is not "
+                       f"cleared for {names}")
+            first = [Label(span, f"how often this call happens depends on {names} data" if where_kind == "for"
+                           else f"whether this call happens depends on {names} data")]
+            more = []
+            if where_span is not None and where_span != span:
+                more.append(Label(where_span, "the loop runs over this list" if where_kind == "for"
+                                  else "this condition decides whether the call happens"))
+            if sink_span is not None and sink_span != span:
+                more.append(Label(sink_span, f"`{callee}` reaches `{sink_name}`"))
+            if cl is not None:
+                more.append(cl)
+            help_ = (f"{clear}; or decide on data without {names} (the condition or list through `redact(...)`, "
+                     f"or `declassify(x, reason: \"...\")` if a person has decided it is not sensitive here); "
+                     f"or make the call unconditionally")
+            return {"message": message, "first": first, "labels": more, "help": help_, "fix": None}
+
+        return build
+
     def judge_problem(self, agent: h.Agent, gate: h.Gate, model_name: str, provider_name, clearance, span):
         provider = self.p.providers.get(provider_name)
 
@@ -591,12 +784,14 @@ class _LabelAnalysis:
 class _FlowRun:
     """One walk of a flow's body with one assignment of parameter labels."""
 
-    def __init__(self, an: _LabelAnalysis, flow: h.Flow, params: tuple[Labelled, ...]):
+    def __init__(self, an: _LabelAnalysis, flow: h.Flow, params: tuple[Labelled, ...], pc: _Pc = _NO_PC):
         self.an = an
         self.flow = flow
         self.params = {p.name: v for p, v in zip(flow.params, params)}
         self.env: dict[tuple, Labelled] = {}
         self.returned: Labelled | None = None
+        self.pc = pc
+        self.entry_pc = pc.labels  # the caller's context: it already covers whatever uses the result
 
     def run(self) -> Labelled:
         self.block(self.flow.body)
@@ -616,23 +811,25 @@ class _FlowRun:
             declared = _clean(s.symbol.labels)
             if declared:
                 why = tuple((x, s.symbol.span, f"`{s.symbol.name}` is declared `@{x}`") for x in sorted(declared))
-                value = Labelled(value.own | declared, value.shape, _join_why(value.why, why))
+                value = _with_own(value, value.own | declared, value.shape, _join_why(value.why, why))
             self.env[_key(s.symbol)] = value
         elif isinstance(s, h.IfStmt):
-            self.expr(s.cond)
+            labels, why = self.an.whole(self.expr(s.cond))
+            outer = self.pc
+            self.pc = outer.under(labels, why, "if", s.cond.span)
             self.block(s.then)
             self.block(s.orelse)
+            self.pc = outer
         elif isinstance(s, h.ParStmt):
             self.block(s.branches)
         elif isinstance(s, h.ReturnStmt):
             if s.value is not None:
                 value = self.expr(s.value)
-                if self.returned is None:
-                    self.returned = value
-                else:
-                    old = self.returned
-                    shape = old.shape if old.shape is not None else value.shape
-                    self.returned = Labelled(old.own | value.own, shape, _join_why(old.why, value.why))
+                inner = self.pc.labels - self.entry_pc
+                if inner:  # which `return` runs tells the caller about the conditions around it
+                    value = _with_own(value, value.own | inner, value.shape,
+                                      _join_why(value.why, _only(self.pc.why, inner)))
+                self.returned = _join(self.returned, value)
         elif isinstance(s, h.ExprStatement):
             self.expr(s.expr)
 
@@ -664,7 +861,8 @@ class _FlowRun:
         return Labelled(_clean(sym.labels), sym.type)
 
     def _RecordValue(self, e: h.RecordValue):
-        return self._union([v for _, v in e.fields], e.type)
+        # Each field keeps what was put in it; the record carries nothing beyond its fields.
+        return Labelled(_NO_LABELS, e.type, (), tuple((name, self.expr(v)) for name, v in e.fields))
 
     def _ListValue(self, e: h.ListValue):
         return self._union(e.items, e.type)
@@ -702,11 +900,17 @@ class _FlowRun:
         shape = t.strip_optional(iterable.shape) if iterable.shape is not None else None
         elem = shape.elem if isinstance(shape, t.ListType) else None
         self.env[_key(e.var)] = Labelled(iterable.own, elem, iterable.why)
+        outer = self.pc
+        # How many times the body runs depends on the list: its calls are sinks for the list's labels.
+        self.pc = outer.under(iterable.own, iterable.why, "for", e.iterable.span)
         self.block(e.body)
         if e.result is None:
+            self.pc = outer
             return Labelled(iterable.own, None, iterable.why)
         result = self.expr(e.result)
-        return Labelled(iterable.own | result.own, t.ListType(result.shape) if result.shape is not None else None,
+        self.pc = outer
+        own = iterable.own | result.own | _field_labels(result)  # elements of a list are not tracked per field
+        return Labelled(own, t.ListType(result.shape) if result.shape is not None else None,
                         _join_why(iterable.why, result.why))
 
     def _CallExpr(self, e: h.CallExpr):
@@ -718,11 +922,13 @@ class _FlowRun:
             if tool is None:
                 return Labelled(_NO_LABELS, e.type)
             self.tool_call(tool, args)
-            return self.an.tool_result(tool)
+            self.implicit(e, [("tool", tool.name, self.an.tool_clearance(tool), None)])
+            return self.tool_result_of_call(tool, args, e.span)
         if e.kind == "agent":
             agent = self.an.p.agents.get(e.name)
             if agent is None:
                 return Labelled(_NO_LABELS, e.type)
+            self.implicit(e, self.an.agent_sinks(agent))
             return self.an.agent_use(agent, {name: (v, x.span) for name, x, v in args}, e.span)
         if e.kind == "flow":
             callee = self.an.p.flows.get(e.name)
@@ -737,9 +943,14 @@ class _FlowRun:
                     continue
                 v, span = given[p.name]
                 hop = tuple((x, span, f"`{callee.name}` is called with `{x}` data here") for x in sorted(v.own))
-                params.append(Labelled(v.own | declared, p.type if v.shape is not None else None,
-                                       _join_why(hop, v.why, self.an.param_why(p))))
-            return self.an.flow_result(callee, tuple(params))
+                params.append(_with_own(v, v.own | declared, p.type if v.shape is not None else None,
+                                        _join_why(hop, v.why, self.an.param_why(p))))
+            pc = self.pc
+            if pc.labels:  # everything the callee does happens under this call's conditions
+                hop = tuple((x, e.span, f"`{callee.name}` is called here under a condition on `{x}` data")
+                            for x in sorted(pc.labels))
+                pc = _Pc(pc.labels, _join_why(hop, pc.why), pc.where)
+            return self.an.flow_result(callee, tuple(params), pc)
         return Labelled(_NO_LABELS, None)
 
     def builtin(self, e: h.CallExpr) -> Labelled:
@@ -764,6 +975,40 @@ class _FlowRun:
         if e.name == "receipt":
             return PUBLIC_VALUE
         return self._union([x for _, x in e.args], None)
+
+    def tool_result_of_call(self, tool: h.Tool, args, span: Span) -> Labelled:
+        """A tool's result: what its declaration labels, and what its arguments carry, except the
+        labels it declares it drops (`declassifies`), which are recorded for the audit."""
+        result = self.an.tool_result(tool)
+        carried: set = set()
+        whys = []
+        for name, x, value in args:
+            labels, why = self.an.whole(value)
+            carried |= labels
+            whys.append(why)
+        dropped = frozenset(carried) & tool.declassifies
+        if dropped:
+            key = (span.start, span.end)
+            entry = self.an.declassified.setdefault(key, [self.flow.name, frozenset(), _declassifies_reason(tool), span])
+            entry[1] = entry[1] | dropped
+        kept = frozenset(carried) - tool.declassifies
+        if not kept:
+            return result
+        hop = tuple((x, span, f"`{tool.name}` is given `{x}` data here, so its result carries it")
+                    for x in sorted(kept))
+        return Labelled(result.own | kept, result.shape, _join_why(result.why, hop, _only(_join_why(*whys), kept)))
+
+    def implicit(self, e: h.CallExpr, sinks) -> None:
+        """Report the sinks of a call that are not cleared for the labels of its control context."""
+        pc = self.pc
+        if not pc.labels:
+            return
+        for kind, name, clearance, span_of_sink in sinks:
+            self.an.sinks.add(self.flow.name, kind, name, clearance, pc.labels, e.span)
+            missing = pc.labels - clearance
+            if missing:
+                self.an.problem("V3006", e.span, name, missing, pc.why,
+                                self.an.implicit_problem(e.name, kind, name, clearance, span_of_sink, e.span, pc))
 
     def tool_call(self, tool: h.Tool, args) -> None:
         clearance = self.an.tool_clearance(tool)
@@ -804,6 +1049,11 @@ class _FlowRun:
 
 
 # ---- helpers ------------------------------------------------------------------------------------
+
+
+def _declassifies_reason(tool: h.Tool) -> str:
+    names = ", ".join(sorted(tool.declassifies))
+    return f"tool `{tool.name}` declares `declassifies: [{names}]`: its result does not carry them"
 
 
 def _key(sym: h.Symbol) -> tuple:
@@ -849,37 +1099,3 @@ def _judges(gate: h.Gate):
                 out.extend((arg.symbol.name, arg.span) for name, arg in e.args
                            if name == "model" and isinstance(arg, h.Ref))
     return sorted(out, key=lambda x: x[1].start)
-
-
-def _field_origins(program: h.Program) -> dict[str, dict[str, dict[str, Span]]]:
-    """Where each field's labels are written: type name → field → label → span of `@label`.
-
-    The HIR keeps no spans on record fields, but every `@label` written in the source is a
-    resolved reference; those inside a type's declaration belong to its fields, in order.
-    """
-    decl_starts = sorted(s.span.start for s in program.symbols.values() if s.owner is None)
-    label_refs = [(span, sym.name) for span, sym in program.references if sym.kind == "label"]
-    out: dict[str, dict[str, dict[str, Span]]] = {}
-    ref_starts = [span.start for span, _ in label_refs]
-    for name, ty in program.types.items():
-        sym = program.symbols.get(name)
-        if sym is None or sym.kind != "type" or not isinstance(ty, t.RecordType):
-            continue
-        start = sym.span.end
-        i = bisect.bisect_right(decl_starts, sym.span.start)
-        end = decl_starts[i] if i < len(decl_starts) else 1 << 62
-        lo = bisect.bisect_left(ref_starts, start)
-        hi = bisect.bisect_left(ref_starts, end)
-        refs = label_refs[lo:hi]
-        fields: dict[str, dict[str, Span]] = {}
-        k = 0
-        for f in ty.fields:
-            wanted = _clean(f.labels)
-            got: dict[str, Span] = {}
-            while k < len(refs) and refs[k][1] in wanted and refs[k][1] not in got:
-                got[refs[k][1]] = refs[k][0]
-                k += 1
-            if got:
-                fields[f.name] = got
-        out[name] = fields
-    return out

@@ -66,11 +66,15 @@ CODES: dict[str, str] = {
     "V2006": "call needs more tokens than a model's context window",
     "V2007": "callee without a bound",
     "V2008": "recursion without `depth`",
+    "V2009": "negative amount or zero time limit",
+    "V2010": "`depth` below 1",
     # ---- V3: sensitivity labels (compiler/analysis/labels.py)
     "V3001": "labelled data in a prompt reaches an uncleared model",
     "V3002": "labelled data in a tool argument",
     "V3003": "agent's tool not cleared for what its model has seen",
     "V3004": "judge model not cleared for the output it reads",
+    "V3005": "tool result reaches an uncleared model of its agent",
+    "V3006": "call under a labelled condition reaches an uncleared sink",
     # ---- V4: effects and receipts (compiler/analysis/effects.py)
     "V4001": "receipt not made by its tool",
     "V4002": "tool result claims a receipt",
@@ -86,6 +90,8 @@ CODES: dict[str, str] = {
     "V5004": "`fallback` on an agent without fallback models",
     "V5005": "retries cannot fit in the steps cap",
     "V5006": "consistency at temperature 0",
+    "V5007": "capability the model's protocol cannot provide",
+    "V5008": "model lists a capability it refuses",
     # ---- V6: pre-flight, checks that read the environment (compiler/preflight.py)
     "V6001": "binding module cannot be imported",
     "V6002": "binding function not found",

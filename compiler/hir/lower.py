@@ -7,6 +7,8 @@ table of known members (see :mod:`.members`) that says what each value must be.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from vox.compiler.diagnostics.model import Diagnostic, DiagnosticSink, Label, replace_fix
 from vox.compiler.hir import nodes as h
 from vox.compiler.hir import types as t
@@ -21,6 +23,7 @@ from vox.compiler.syntax.parser import ParseResult
 
 BUILTIN_TYPE_NAMES = set(t.PRIMITIVES) | {"list", "Receipt"}
 BUILTIN_LABELS = ("public",)
+DECLASSIFIES = "declassifies"  # the tool member naming the argument labels its result drops
 _KIND_OF = {
     ast.LabelDecl: "label",
     ast.ProviderDecl: "provider",
@@ -55,6 +58,10 @@ class Lowering:
         self.checker = ExpressionChecker(self.sink, self, self.references)
         self.members = MemberReader(self)
         self.signatures: dict[str, tuple[tuple[h.Param, ...], t.Type]] = {}
+        self.result_labels: dict[str, frozenset[str]] = {}  # labels written on each flow's result type
+        # A type alias keeps the labels written on it: `type Email = str @pii` makes every use `@pii`.
+        self.alias_labels: dict[str, frozenset[str]] = {}
+        self.alias_origins: dict[str, tuple] = {}
 
     # ---- the resolver interface used by the expression checker -----------------------------------
 
@@ -150,19 +157,27 @@ class Lowering:
                                     labels=(Label(seen[f.name.name], "first declared here"),))
                     continue
                 seen[f.name.name] = f.name.span
-                fty, labels = self.resolve_type(f.type)
-                fields.append(t.FieldInfo(f.name.name, fty, labels))
+                fty, labels, origins = self.resolve_type_with_origins(f.type)
+                fields.append(t.FieldInfo(f.name.name, fty, labels, origins))
             ty = t.RecordType(name, tuple(fields))
         else:
-            ty, _labels = self.resolve_type(decl.type)
+            ty, alias_labels, origins = self.resolve_type_with_origins(decl.type)
+            self.alias_labels[name] = frozenset(x for x in alias_labels if x != "public")
+            self.alias_origins[name] = origins
         self._resolving.discard(name)
         self.types[name] = ty
         self.symbols[name] = h.Symbol(self.symbols[name].kind, name, decl.name.span, ty)
         return ty
 
     def resolve_type(self, te: ast.TypeExpr) -> tuple[t.Type, frozenset[str]]:
-        """The type an annotation names, and every label written anywhere in it."""
+        """The type an annotation names, and every label written anywhere in it (or on an alias it names)."""
+        ty, labels, _ = self.resolve_type_with_origins(te)
+        return ty, labels
+
+    def resolve_type_with_origins(self, te: ast.TypeExpr) -> tuple[t.Type, frozenset[str], tuple]:
+        """As :meth:`resolve_type`, with (label, span of its `@label`) for each label, for diagnostics."""
         labels = set(self.check_labels(te.labels))
+        origins = [(lb.name, lb.span) for lb in te.labels if lb.name in labels]
         name = te.name.name
         ty: t.Type
         if name == "list":
@@ -170,8 +185,9 @@ class Lowering:
                 self.sink.error("V1021", "`list` takes one type: `list[T]`", te.span)
                 ty = t.ERROR
             else:
-                inner, inner_labels = self.resolve_type(te.args[0])
+                inner, inner_labels, inner_origins = self.resolve_type_with_origins(te.args[0])
                 labels |= inner_labels
+                origins += inner_origins
                 ty = t.ListType(inner)
         elif name == "Receipt":
             ty = self._receipt_type(te)
@@ -184,6 +200,8 @@ class Lowering:
             if te.args:
                 self.sink.error("V1021", f"`{name}` takes no type arguments", te.span)
             ty = self.named_type(name)
+            labels |= self.alias_labels.get(name, frozenset())
+            origins += self.alias_origins.get(name, ())
         elif name in self.symbols:
             sym = self.symbols[name]
             self.sink.error("V1004", f"`{name}` is a {sym.kind}, not a type", te.name.span,
@@ -202,7 +220,7 @@ class Lowering:
             ty = t.ERROR
         if te.optional and not t.is_error(ty):
             ty = t.OptionalType(ty) if not isinstance(ty, t.OptionalType) else ty
-        return ty, frozenset(labels)
+        return ty, frozenset(labels), tuple(origins)
 
     def _receipt_type(self, te: ast.TypeExpr) -> t.Type:
         if len(te.args) != 1 or te.args[0].args or te.args[0].optional:
@@ -263,7 +281,8 @@ class Lowering:
                 if decl.returns is None:
                     returns: t.Type = t.NONE
                 else:
-                    returns, _ = self.resolve_type(decl.returns)
+                    returns, labels = self.resolve_type(decl.returns)
+                    self.result_labels[name] = frozenset(x for x in labels if x != "public")
                 self.signatures[name] = (params, returns)
 
     # ---- declarations -----------------------------------------------------------------------------
@@ -292,7 +311,7 @@ class Lowering:
             elif isinstance(decl, ast.ModelDecl):
                 models[decl.name.name] = self.members.model(decl)
             elif isinstance(decl, ast.ToolDecl):
-                tools[decl.name.name] = self.members.tool(decl)
+                tools[decl.name.name] = self.tool(decl)
             elif isinstance(decl, ast.GateDecl):
                 gates[decl.name.name] = self.gate(decl)
             elif isinstance(decl, ast.AgentDecl):
@@ -314,6 +333,21 @@ class Lowering:
             symbols=dict(self.symbols),
             references=tuple(sorted(self.references, key=lambda r: (r[0].start, r[0].end))),
         )
+
+    # ---- tools ------------------------------------------------------------------------------------
+
+    def tool(self, decl: ast.ToolDecl) -> h.Tool:
+        """A tool, with `declassifies: [labels]` read here (the labels its result does not inherit
+        from its arguments; see spec/labels.md), the other members by the member reader."""
+        given = [m for m in decl.members if m.key.name == DECLASSIFIES]
+        if not given:
+            return self.members.tool(decl)
+        tool = self.members.tool(replace(decl, members=tuple(m for m in decl.members if m.key.name != DECLASSIFIES)))
+        for extra in given[1:]:
+            self.sink.error("V1010", f"`{DECLASSIFIES}` is given twice", extra.key.span,
+                            labels=(Label(given[0].key.span, "first given here"),))
+        labels = frozenset(self.members.name_list(given[0], "label", tool.name)) - {"public"}
+        return replace(tool, declassifies=labels, spans=tool.spans | member_spans({DECLASSIFIES: given[0]}))
 
     # ---- gates ------------------------------------------------------------------------------------
 
@@ -384,7 +418,8 @@ class Lowering:
             self.sink.error("V1022", f"flow `{name}` can end without returning a `{returns.show()}`", end,
                             labels=(Label(decl.returns.span, "the flow promises this result"),),
                             help="add a `return` at the end")
-        return h.Flow(name, params, returns, caps, body, decl.span, member_spans(budget) | result_span(decl))
+        return h.Flow(name, params, returns, caps, body, decl.span, member_spans(budget) | result_span(decl),
+                      self.result_labels.get(name, frozenset()))
 
     def block(self, stmts, ctx: Context) -> tuple[h.TStmt, ...]:
         out = []

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 
+from vox.compiler import defaults
 from vox.compiler.diagnostics.model import Label, replace_fix
 from vox.compiler.hir import nodes as h
 from vox.compiler.hir import types as t
@@ -16,10 +17,15 @@ from vox.compiler.hir.scope import Scope
 from vox.compiler.names import closest, did_you_mean
 from vox.compiler.source import Span
 from vox.compiler.syntax import ast
+from vox.compiler.units import format_duration, format_money, format_tokens
 
 PROTOCOLS = ("openai", "anthropic", "openai_compatible", "sim")
 EFFECTS = ("pure", "read", "write", "external")
-CAPABILITIES = ("tools", "logprobs", "json_schema", "prompt_cache", "streaming", "vision", "sampling")
+CAPABILITIES = ("tools", "logprobs", "json_schema", "prompt_cache", "streaming", "vision", "sampling",
+                "no_logprobs")
+# `no_logprobs` is a refusal, not a capability: the model rejects requests for log-probabilities
+# (OpenAI's reasoning models do), so it may not also list `logprobs` (spec/gates.md).
+REFUSALS = {"no_logprobs": "logprobs"}
 HTTP_METHODS = ("get", "post", "put", "patch", "delete")
 COMPACTIONS = ("summarize", "truncate")
 
@@ -36,8 +42,9 @@ MEMBERS: dict[str, dict[str, str]] = {
     "model": {
         "context": "context window in tokens",
         "max_output": "most tokens one reply may have",
-        "price": "{ input: $X, output: $Y, cached_input: $Z } per million tokens, or `free`",
-        "capabilities": "[tools, logprobs, json_schema, prompt_cache, streaming, vision, sampling]",
+        "price": "{ input: $X, output: $Y, cached_input: $Z, cache_write: $W } per million tokens, or `free`",
+        "capabilities": "[tools, logprobs, json_schema, prompt_cache, streaming, vision, sampling], "
+                        "and `no_logprobs` for a model that refuses logprobs",
     },
     "tool": {
         "effect": "pure, read, write or external",
@@ -187,6 +194,39 @@ class MemberReader:
                             help="the compiler needs it to prove bounds before running")
             return None
         return value
+
+    def amount(self, m: ast.Member | None, ty: t.Type, owner: str, what: str, *, positive: bool = False,
+               default: int | None = None):
+        """A money or duration member that a bound is built on: never negative (a negative `cost`
+        or `price` would lower every bound it enters), and, with ``positive``, never zero either
+        (a zero `timeout` fails every attempt). None when absent, wrong or out of range."""
+        if m is None:
+            return None
+        value = self.constant(m, ty, owner, what)
+        return self.in_range(value, m.value.span, ty, what, positive=positive, default=default)
+
+    def in_range(self, value, span: Span, ty: t.Type, what: str, *, positive: bool = False,
+                 default: int | None = None):
+        """``value`` if it is ≥ 0 (> 0 with ``positive``), else None after V2009 at ``span``."""
+        if value is None or (value > 0 if positive else value >= 0):
+            return value
+        show = _show_amount(ty)
+        least = "more than " + show(0) if positive else "at least " + show(0)
+        if value < 0:
+            better = -value
+            help_text = f"write `{show(better)}`: amounts are never negative"
+        else:
+            better = default
+            help_text = (f"give it a positive value, such as `{show(default)}` (the default when none is declared), "
+                         "or leave it out" if default is not None else "give it a positive value")
+        self.sink.error(
+            "V2009", f"{what} is {show(value)}, but it must be {least}", span,
+            notes=("a negative amount would lower every bound it is counted in below what a run really spends",)
+            if value < 0 else ("a time limit of zero fails every attempt before it starts",),
+            help=help_text,
+            fix=replace_fix(f"replace with `{show(better)}`", span, show(better)) if better else None,
+        )
+        return None
 
     def word(self, m: ast.Member | None, choices, what: str) -> str | None:
         if m is None:
@@ -370,7 +410,8 @@ class MemberReader:
         if "region" in ms:
             flags.append(("region", self.constant(ms["region"], t.STR, name)))
         if "timeout" in ms:
-            flags.append(("timeout_ms", self.constant(ms["timeout"], t.DURATION, name)))
+            flags.append(("timeout_ms", self.amount(ms["timeout"], t.DURATION, name, "`timeout`", positive=True,
+                                                    default=defaults.PROVIDER_TIMEOUT_MS)))
         return h.Provider(name, protocol, base_url if not isinstance(base_url, type(None)) else None,
                           key if isinstance(key, h.EnvRef) else None, clearance, tuple(flags), decl.span,
                           member_spans(ms))
@@ -405,6 +446,18 @@ class MemberReader:
                             labels=(Label(ms["context"].value.span, "the context window"),))
         price = self.price(ms.get("price"), name)
         caps = self.name_words(ms.get("capabilities"), CAPABILITIES, "capability")
+        for refusal, capability in REFUSALS.items():
+            if refusal in caps and capability in caps:
+                spans = member_spans(ms)
+                self.sink.error(
+                    "V5008", f"model `{name}` lists `{capability}` and `{refusal}`: it cannot both give and refuse "
+                    f"{capability}", spans.get(f"capabilities.{capability}", ms["capabilities"].value.span),
+                    labels=(Label(spans.get(f"capabilities.{refusal}", ms["capabilities"].value.span),
+                                  f"`{refusal}`: the model refuses requests for {capability}"),),
+                    help=f"remove `{capability}` if the model rejects it (OpenAI's reasoning models do), "
+                         f"else remove `{refusal}`",
+                )
+                caps = tuple(c for c in caps if c != capability)
         return h.Model(name, provider, decl.model_id.value, context, max_output, price, frozenset(caps), decl.span,
                        member_spans(ms))
 
@@ -442,9 +495,16 @@ class MemberReader:
         if any(v is _NOT_CONSTANT for v in values.values()):
             self.sink.error("V1026", "prices must be amounts written in the program", e.span)
             return None
-        if "input" not in values or "output" not in values:
+        spans = {f.name.name: f.value.span for f in e.fields}
+        ok = True
+        for key, value in values.items():
+            if value is not None and key in spans and self.in_range(
+                    value, spans[key], t.MONEY, f"the `{key}` price") is None:
+                ok = False
+        if not ok or "input" not in values or "output" not in values:
             return None
-        return h.Price(values["input"], values["output"], values.get("cached_input"))
+        return h.Price(values["input"], values["output"], values.get("cached_input"),
+                       cache_write=values.get("cache_write"))
 
     def tool(self, decl: ast.ToolDecl) -> h.Tool:
         name = decl.name.name
@@ -461,8 +521,9 @@ class MemberReader:
         binding = self.binding(ms.get("bind"), params)
         return h.Tool(
             name, params, returns, return_labels, effect,
-            self.constant(ms.get("timeout"), t.DURATION, name),
-            self.constant(ms.get("cost"), t.MONEY, name),
+            self.amount(ms.get("timeout"), t.DURATION, name, "`timeout`", positive=True,
+                        default=defaults.TOOL_TIMEOUT_MS),
+            self.amount(ms.get("cost"), t.MONEY, name, "`cost`"),
             retries or 0,
             bool(self.constant(ms.get("idempotent"), t.BOOL, name)),
             approval, clearance, binding, decl.span, member_spans(ms) | result_span(decl),
@@ -523,8 +584,16 @@ class MemberReader:
             seen[key] = f.name.span
             value = self.constant_expr(f.value, CAP_TYPES[key], m.key.name, f"the `{key}` cap")
             if value is not None:
-                if value < 0:
-                    self.sink.error("V1026", f"the `{key}` cap cannot be negative", f.value.span)
+                if key == "depth" and value < 1:
+                    self.sink.error(
+                        "V2010", f"`depth: {value}` allows no activation at all", f.value.span,
+                        notes=("`depth` is how many activations of a flow may be on the stack at once, the "
+                               "first call included; the runtime refuses every call past it",),
+                        help="write `depth: 1` for a flow that must not recurse, or the nesting it needs",
+                        fix=replace_fix("replace with `depth: 1`", f.value.span, "1"))
+                    values[key] = value  # kept, so that the flow is not also reported as missing a `depth`
+                    continue
+                if self.in_range(value, f.value.span, CAP_TYPES[key], f"the `{key}` cap") is None:
                     continue
                 values[key] = value
         return h.Caps(**values, span=e.span)
@@ -706,6 +775,15 @@ class MemberReader:
         params, _ = self.lo.signatures.get(tool, ((), t.ERROR))
         args = self.checker.bind_args(turn, tool, params, ctx)
         return (tool, args or ())
+
+
+def _show_amount(ty: t.Type):
+    """How to write a value of ``ty`` in Vox (money, durations, counts)."""
+    if ty == t.MONEY:
+        return format_money
+    if ty == t.DURATION:
+        return format_duration
+    return format_tokens
 
 
 def _rate_example(key: str) -> str:

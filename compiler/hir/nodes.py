@@ -239,6 +239,7 @@ class Price:
     output: int
     cached_input: int | None = None
     free: bool = False
+    cache_write: int | None = None  # writing a prompt-cache entry, where the provider bills it apart
 
 
 @dataclass(frozen=True, slots=True)
@@ -278,6 +279,8 @@ class Tool:
     binding: Binding | None
     span: Span = span_field()
     spans: dict[str, Span] = field(default_factory=dict, compare=False)  # see member_spans
+    # `declassifies: [pii]`: labels of the arguments that the result does NOT carry (audited)
+    declassifies: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -358,6 +361,7 @@ class Flow:
     body: tuple[TStmt, ...]
     span: Span = span_field()
     spans: dict[str, Span] = field(default_factory=dict, compare=False)  # see member_spans
+    return_labels: frozenset[str] = frozenset()  # labels written on the result type: callers see them
 
 
 @dataclass(frozen=True, slots=True)

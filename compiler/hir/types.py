@@ -7,7 +7,7 @@ numbers except as the rules in :func:`binary_result` allow.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 class Type:
@@ -73,7 +73,9 @@ class OptionalType(Type):
 class FieldInfo:
     name: str
     type: Type
-    labels: frozenset[str] = frozenset()
+    labels: frozenset[str] = frozenset()  # every label written on the field's type, through aliases
+    # (label, span of the `@label` that puts it there), for diagnostics only
+    origins: tuple = field(default=(), compare=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -183,7 +183,7 @@ class PlanLowering:
         price = None
         if d.price is not None:
             price = p.Price(free=d.price.free, input_micros=d.price.input, output_micros=d.price.output,
-                            cached_input_micros=d.price.cached_input)
+                            cached_input_micros=d.price.cached_input, cache_write_micros=d.price.cache_write)
         return p.Model(name=d.name, provider=d.provider, model_id=d.model_id, context=d.context,
                        max_output=defaults.max_output(d.max_output, d.context), price=price,
                        capabilities=_sorted(d.capabilities), loc=self.loc(d.span))
@@ -202,7 +202,8 @@ class PlanLowering:
             result_schema=value_schema(d.returns),
             effect=d.effect, timeout_ms=defaults.tool_timeout_ms(d.timeout_ms),
             cost_micros=defaults.tool_cost_micros(d.cost_micros), retries=d.retries,
-            idempotent=d.idempotent, approval=d.approval, clearance=_sorted(d.clearance), binding=binding,
+            idempotent=d.idempotent, approval=d.approval, clearance=_sorted(d.clearance),
+            declassifies=_sorted(d.declassifies), binding=binding,
             receipted=receipted, loc=self.loc(d.span),
         )
 

@@ -28,8 +28,8 @@ from vox.compiler.plan.ir import (
     Step,
 )
 
-PLAN_VERSION = 2
-SUPPORTED_PLAN_VERSIONS = (2,)
+PLAN_VERSION = 3
+SUPPORTED_PLAN_VERSIONS = (3,)
 
 JsonSchema = dict[str, Any]
 
@@ -66,7 +66,7 @@ class Provider(Node):
     clearance: tuple[str, ...]  # labels this provider may receive (sorted)
     zdr: bool = False  # zero data retention agreed
     region: str | None = None
-    timeout_ms: int  # of one request; the default filled in (compiler/defaults.py)
+    timeout_ms: int = Field(gt=0)  # of one request; the default filled in (compiler/defaults.py)
     loc: Loc
 
 
@@ -74,9 +74,10 @@ class Price(Node):
     """Integer micro-dollars per 1M tokens; ``free`` models cost nothing."""
 
     free: bool = False
-    input_micros: int = 0
-    output_micros: int = 0
-    cached_input_micros: int | None = None
+    input_micros: int = Field(0, ge=0)
+    output_micros: int = Field(0, ge=0)
+    cached_input_micros: int | None = Field(None, ge=0)
+    cache_write_micros: int | None = Field(None, ge=0)  # writing a prompt-cache entry; None: billed as input
 
 
 class Model(Node):
@@ -86,7 +87,7 @@ class Model(Node):
     context: int | None
     max_output: int  # what every call asks for and reserves; the default filled in (compiler/defaults.py)
     price: Price | None  # None: no price declared (no budgeted path may use it)
-    capabilities: tuple[str, ...]  # tools logprobs json_schema prompt_cache (sorted)
+    capabilities: tuple[str, ...]  # tools logprobs json_schema prompt_cache ..., no_logprobs (sorted)
     loc: Loc
 
 
@@ -171,12 +172,13 @@ class Tool(Node):
     params_schema: JsonSchema  # strict-mode object schema of the arguments (a model's tool definition)
     result_schema: JsonSchema  # JSON Schema of the result value
     effect: Literal["pure", "read", "write", "external"] | None
-    timeout_ms: int  # per attempt; the default filled in (compiler/defaults.py)
-    cost_micros: int  # per attempt; 0 when none is declared
+    timeout_ms: int = Field(gt=0)  # per attempt; the default filled in (compiler/defaults.py)
+    cost_micros: int = Field(ge=0)  # per attempt; 0 when none is declared
     retries: int
     idempotent: bool
     approval: Literal["human"] | None  # `human`: the run pauses before each call until approved
     clearance: tuple[str, ...]  # labels its arguments may carry (public only when empty)
+    declassifies: tuple[str, ...] = ()  # labels of its arguments its result does not carry (audited)
     binding: Binding | None
     receipted: bool  # every call is signed into the run's receipt ledger
     loc: Loc
@@ -203,12 +205,12 @@ class Gate(Node):
 class Caps(Node):
     """Declared caps; None where not declared. Hard limits, enforced by the runtime."""
 
-    tokens: int | None = None
-    cost_micros: int | None = None
-    steps: int | None = None
-    tool_calls: int | None = None
-    depth: int | None = None
-    wall_ms: int | None = None
+    tokens: int | None = Field(None, ge=0)
+    cost_micros: int | None = Field(None, ge=0)
+    steps: int | None = Field(None, ge=0)
+    tool_calls: int | None = Field(None, ge=0)
+    depth: int | None = Field(None, ge=1)  # activations of the flow on the stack at once
+    wall_ms: int | None = Field(None, ge=0)
 
 
 class BoundValues(Node):
@@ -402,7 +404,7 @@ class Source(Node):
 class Plan(Node):
     """A compiled Vox program. ``plan_hash`` is the sha256 of the compact JSON of everything else, in order."""
 
-    plan_version: Literal[2]
+    plan_version: Literal[3]
     compiler: Compiler
     source: Source
     plan_hash: str = Field(pattern=r"^[0-9a-f]{64}$")
