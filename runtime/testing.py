@@ -15,7 +15,7 @@ from typing import Any
 from vox.compiler.plan.model import Mock, MockCall, Plan, Test
 from vox.runtime.executor.interpreter import Frame, Interpreter
 from vox.runtime.executor.values import from_json, to_json
-from vox.runtime.host import RunResult, Runtime, new_run_id
+from vox.runtime.host import RunResult, Runtime
 from vox.runtime.pii import scrub_value
 
 
@@ -80,6 +80,17 @@ async def scripts_of(plan: Plan, mocks: tuple[Mock, ...]) -> tuple[dict, dict]:
     return scripts, tools
 
 
+def test_run_id(plan, test: Test) -> str:
+    """The run id of a test: the same for the same program and test, so that the simulator, whose
+    answers are a function of (seed, run, agent, step), answers a test the same way every time."""
+    import hashlib
+
+    return "test_" + hashlib.sha256(f"{plan.plan_hash}\x00{test.name}".encode()).hexdigest()[:16]
+
+
+test_run_id.__test__ = False  # not a pytest test, whatever its name
+
+
 async def run_test(rt: Runtime, test: Test) -> TestOutcome:
     plan = rt.plan
     flow = plan.flows[test.flow]
@@ -87,7 +98,7 @@ async def run_test(rt: Runtime, test: Test) -> TestOutcome:
     params = {p.name: p.type for p in flow.params}
     raw_input = {a.name: to_json(await constant(plan, a.value), params[a.name], plan.types) for a in test.input}
     scripts, tool_mocks = await scripts_of(plan, test.mocks)
-    result = await rt.run(test.flow, raw_input, new_run_id(), scripts=scripts, tool_mocks=tool_mocks,
+    result = await rt.run(test.flow, raw_input, test_run_id(plan, test), scripts=scripts, tool_mocks=tool_mocks,
                           approve=test.approve)
     seconds = time.perf_counter() - started
     if not result.ok:
