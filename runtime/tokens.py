@@ -41,7 +41,6 @@ were counted, the budget records an ``Overshoot`` (visible in the live view and 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Iterable, Sequence
 
@@ -75,26 +74,9 @@ _OWN_PREFIXES: dict[str, str] = {
 _NEVER_EXACT = ("claude", "anthropic")
 
 
-@dataclass(frozen=True, slots=True)
-class Overheads:
-    """Tokens a protocol adds around the text: per message, once per request, per tool."""
-
-    per_message: int
-    per_request: int
-    per_tool: int
-    tools_preamble: int  # once when the request has tools (a system prompt describing tool use)
-
-
-OVERHEADS: dict[str, Overheads] = {
-    # OpenAI's cookbook: 3 per message (+ the role, counted as text) and 3 priming the reply.
-    "openai": Overheads(per_message=3, per_request=3, per_tool=10, tools_preamble=16),
-    # Anthropic: no public figure per message; tool use adds a system prompt of ~350 tokens.
-    "anthropic": Overheads(per_message=8, per_request=8, per_tool=16, tools_preamble=400),
-    # Open models behind an OpenAI-compatible server: chat templates (Llama 3, Qwen, ...) add a
-    # header per message, sometimes a default system preamble, and a tools preamble.
-    "openai_compatible": Overheads(per_message=8, per_request=32, per_tool=16, tools_preamble=200),
-}
-_DEFAULT_OVERHEADS = Overheads(per_message=8, per_request=32, per_tool=16, tools_preamble=400)
+# The protocols' overheads are defined once, in the compiler, whose prompt estimate uses them too.
+from vox.compiler.requests import DEFAULT_OVERHEADS as _DEFAULT_OVERHEADS  # noqa: E402
+from vox.compiler.requests import OVERHEADS, Overheads  # noqa: E402,F401
 
 
 @lru_cache(maxsize=None)

@@ -57,7 +57,7 @@ def test_grammar_ships_as_package_data():
 # written and cost rounded as the compiler's bounds do it (units), and a tool's binding is
 # imported as pre-flight imports it (bindings). They are leaves: they import nothing of the
 # compiler, so sharing them brings the runtime none of the parser, checker or analyses.
-SHARED_WITH_THE_RUNTIME = ("vox.compiler.units", "vox.compiler.bindings")
+SHARED_WITH_THE_RUNTIME = ("vox.compiler.units", "vox.compiler.bindings", "vox.compiler.requests")
 
 
 def test_the_runtime_reads_only_the_plan():
