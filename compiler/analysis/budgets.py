@@ -236,17 +236,22 @@ class _Budgets:
         """The estimate of the prompt of one call of ``a`` on ``model``: what the runtime counts
         (messages, tool definitions, the output schema and the protocol's overheads), with the
         literal text at 4 bytes per token and placeholders counting nothing."""
-        from vox.compiler.plan.value_schema import object_schema, output_schema  # the plan imports this module
+        from vox.compiler.plan.value_schema import SchemaError, object_schema, output_schema  # the plan imports this module
 
         texts = []
         if a.system is not None:
             texts += ["system", "".join(p for p in a.system.parts if isinstance(p, str))]
         texts += ["user", "".join(p for p in a.prompt.parts if isinstance(p, str)) if a.prompt else ""]
-        tools = [(n, object_schema((x.name, x.type) for x in self.program.tools[n].params))
-                 for n in a.tools if n in self.program.tools]
+        tools = []
+        for n in a.tools:
+            if n in self.program.tools:
+                try:
+                    tools.append((n, object_schema((x.name, x.type) for x in self.program.tools[n].params)))
+                except SchemaError:  # an erroneous parameter type: reported where it is written
+                    pass
         try:
             schema = output_schema(a.returns)[0]
-        except Exception:  # an erroneous result type: reported where it is written
+        except SchemaError:  # an erroneous result type: reported where it is written
             schema = None
         provider = self.program.providers.get(model.provider)
         protocol = provider.protocol if provider is not None else "sim"
