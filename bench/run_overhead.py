@@ -1,6 +1,6 @@
 """Client CPU per model call of a one-agent Vox flow, against a bare aiohttp loop.
 
-    python bench/run_overhead.py [--quick] [--profile vox64]
+    python bench/run_overhead.py [--quick] [--labels] [--profile vox64]
 
 Starts the simulator in a *child process* (``vox.runtime.sim.start_process``) and points a
 one-agent program at it through an ``openai_compatible`` provider whose ``base_url`` comes from
@@ -106,11 +106,21 @@ ROUNDS = 3  # measured rounds per window; the median is reported
 HOLD_MS = 1500  # the simulator's added latency while the 1,000 runs are in flight
 
 
+# ``--labels``: the same program with the ticket body labelled, so the run-time label monitor is on
+# (spec/labels.md); the difference in client CPU per call is the monitor's cost.
+LABELLED = ("label pii\n" + PROGRAM.replace("clearance: [public]", "clearance: [public, pii]")
+            .replace("agent triage(subject: str, body: str)", "agent triage(subject: str, body: str @pii)")
+            .replace("flow handle(subject: str, body: str)", "flow handle(subject: str, body: str @pii)"))
+
+
 def compile_plan():
     from vox.compiler.api import check_source
     from vox.compiler.plan import lower_plan
 
-    return lower_plan(check_source("bench_overhead.vox", PROGRAM))
+    text = LABELLED if "--labels" in sys.argv else PROGRAM
+    result = check_source("bench_overhead.vox", text)
+    assert result.ok, [d.message for d in result.errors]
+    return lower_plan(result)
 
 
 def cpu_self() -> float:
@@ -400,6 +410,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer calls (under a minute)")
     parser.add_argument("--no-durable", action="store_true", help="skip the durable runs")
     parser.add_argument("--no-rss", action="store_true", help="skip the peak-RSS phase")
+    parser.add_argument("--labels", action="store_true", help="label the ticket body: the label monitor is on")
     parser.add_argument("--profile", metavar="PHASE", help="profile one phase: vox1, vox64, dbos1, dbos64")
     parser.add_argument("--rss-child", metavar="URL", help=argparse.SUPPRESS)
     args = parser.parse_args()

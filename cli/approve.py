@@ -9,6 +9,10 @@ waits for the run to move on.
 For a call that was running when its run stopped (`kind: again`), a person can also say that it
 already happened (`--already-done`), entering the call's result (`--result JSON`); the run then
 goes on with that result, and the call is not made again.
+
+Exit status: as `voxc run` (0 the run finished, 1 it failed, 4 it waits for a person again); 1 also
+when the run does not wait for a person; 2 bad usage (an unknown run, a --result that is not JSON,
+flags that contradict each other, a state folder that cannot be written).
 """
 
 from __future__ import annotations
@@ -18,9 +22,10 @@ import json
 
 import anyio
 
-from vox.cli.common import EXIT_FAILED, EXIT_USAGE, InputError, Streams
-from vox.cli.run import carry_on, read_json_text, report, waiting_what
-from vox.cli.runs import RunNotFound, add_location, find_run, load_stored_plan
+from vox.cli.common import EXIT_FAILED, EXIT_USAGE, InputError, Streams, usable_state_dir
+from vox.cli.inputs import read_json_text
+from vox.cli.run import carry_on, report, waiting_what
+from vox.cli.runs import RunNotFound, add_location, check_state_files, find_run, load_stored_plan
 
 NAME = "approve"
 HELP = "approve (or --deny) the call a waiting run asks a person about, and resume the run"
@@ -42,6 +47,20 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, streams: Streams) -> int:
+    # The flags are checked before the store is opened: a mistake in them is reported as such.
+    if args.result is not None and not args.already_done:
+        streams.fail("--result goes with --already-done")
+        return EXIT_USAGE
+    result = None
+    if args.already_done:
+        if args.result is None:
+            streams.fail("say what the interrupted call returned: --already-done --result JSON")
+            return EXIT_USAGE
+        try:
+            result = read_json_text(args.result, "--result")
+        except InputError as e:
+            streams.fail(str(e))
+            return EXIT_USAGE
     try:
         stored = find_run(args, args.run_id)
     except RunNotFound as e:
@@ -59,23 +78,17 @@ def run(args: argparse.Namespace, streams: Streams) -> int:
             return EXIT_USAGE
         waiting = chosen[0]
     step = waiting["step"]
-    result = None
-    if args.already_done:
-        if waiting.get("kind") != "again":
-            streams.fail(f"--already-done answers a call interrupted by a crash; run `{args.run_id}` waits for "
-                         f"{waiting_what(waiting)}: approve or deny it")
-            return EXIT_USAGE
-        if args.result is None:
-            streams.fail(f"say what `{waiting.get('tool')}` returned: --already-done --result JSON")
-            return EXIT_USAGE
+    if args.already_done and waiting.get("kind") != "again":
+        streams.fail(f"--already-done answers a call interrupted by a crash; run `{args.run_id}` waits for "
+                     f"{waiting_what(waiting)}: approve or deny it")
+        return EXIT_USAGE
+    if not args.db:
         try:
-            result = read_json_text(args.result, "--result")
-        except InputError as e:
+            usable_state_dir(args.state_dir)
+            check_state_files(args)  # a damaged file is named before any answer is taken
+        except (InputError, RunNotFound) as e:
             streams.fail(str(e))
             return EXIT_USAGE
-    elif args.result is not None:
-        streams.fail("--result goes with --already-done")
-        return EXIT_USAGE
     verdict = "deny" if args.deny else "done" if args.already_done else "approve"
     said = {"deny": "denied", "done": "recorded as already done:", "approve": "approved"}[verdict]
     print(f"voxc: {said} {waiting_what(waiting)} at {step}; resuming run {args.run_id}", file=streams.err)
@@ -110,6 +123,16 @@ def held_by_live_worker(db: str, run_id: str) -> bool:
 def _in_fleet(args, streams: Streams, step: str, verdict: str, result) -> int:
     """Record the answer in the fleet's store; the worker waiting on the run picks it up (or, if
     that worker died, the peer that recovers it). Follow the run until it moves on."""
+    from vox.runtime.fleet.store import StoreDamaged
+
+    try:
+        return _follow_in_fleet(args, streams, step, verdict, result)
+    except (RunNotFound, StoreDamaged) as e:
+        streams.fail(str(e))
+        return EXIT_USAGE
+
+
+def _follow_in_fleet(args, streams: Streams, step: str, verdict: str, result) -> int:
     from vox.cli.runs import state_store
     from vox.runtime.host import RunResult
 

@@ -8,7 +8,7 @@ stdout carries only data: with ``--check`` the paths that would change, one a li
 * ``--check`` writes nothing, and exits 1 when any file would change.
 * ``--stdin`` formats standard input to stdout; an optional FILE only names it in diagnostics.
 * Files are written atomically (a temporary file, then ``os.replace``). Line endings become
-  ``\\n``.
+  ``\\n``; a UTF-8 byte-order mark at the start is kept as it is.
 
 Exit status: 0 when all is well, 1 for syntax errors or files that would change under
 ``--check``, 2 for a file that cannot be read or written.
@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 
 from vox.cli.common import (
+    BOM,
     EXIT_FAILED,
     EXIT_OK,
     EXIT_USAGE,
@@ -72,7 +73,7 @@ def run(args: argparse.Namespace, streams: Streams) -> int:
 def _format_file(path: str, check: bool, streams: Streams, color: bool, format_source) -> int:
     """Format one file in place (or, with ``check``, only say whether it would change)."""
     try:
-        original = read_source(path)
+        original = read_source(path, keep_bom=True)
     except InputError as e:
         streams.fail(str(e))
         return EXIT_USAGE
@@ -96,7 +97,7 @@ def _format_file(path: str, check: bool, streams: Streams, color: bool, format_s
 def _format_stdin(name: str, check: bool, streams: Streams, color: bool, format_source) -> int:
     """Format standard input to stdout (or, with ``check``, only say whether it would change)."""
     try:
-        original = read_stdin(streams.inp)
+        original = read_stdin(streams.inp, keep_bom=True)
     except InputError as e:
         streams.fail(str(e))
         return EXIT_USAGE
@@ -113,10 +114,14 @@ def _format_stdin(name: str, check: bool, streams: Streams, color: bool, format_
 
 
 def _format_text(path: str, original: str, streams: Streams, color: bool, format_source) -> str | None:
-    """The formatted text, or None after printing the diagnostics of a file with syntax errors."""
-    text = normalize_newlines(original)
+    """The formatted text, or None after printing the diagnostics of a file with syntax errors.
+
+    A byte-order mark is set aside while formatting (positions count from the first character
+    after it, as an editor shows them) and put back in front of the result."""
+    bom = BOM if original.startswith(BOM) else ""
+    text = normalize_newlines(original[len(bom):])
     result = format_source(text, path)
     if result.diagnostics:
         source = SourceFile(path, text)
         print_diagnostics(result.diagnostics, {path: source}, streams.err, color)
-    return result.text
+    return None if result.text is None else bom + result.text

@@ -12,7 +12,7 @@ import argparse
 import logging
 import sys
 
-from vox.cli.common import EXIT_OK, Streams
+from vox.cli.common import EXIT_OK, EXIT_USAGE, Streams, duration_value
 
 NAME = "lsp"
 HELP = "run the language server (LSP over stdio)"
@@ -22,7 +22,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     """Add `lsp`'s arguments."""
     parser.add_argument("--stdio", action="store_true", help="talk over stdin/stdout (the default; accepted for editors that pass it)")
     parser.add_argument("--log-file", metavar="PATH", help="write the server's log here instead of stderr")
-    parser.add_argument("--debounce-ms", type=float, default=0.0, metavar="MS",
+    parser.add_argument("--debounce-ms", type=duration_value("milliseconds", positive=False), default=0.0,
+                        metavar="MS",
                         help="wait this long after a change before checking (default: 0; bursts are coalesced anyway)")
 
 
@@ -33,7 +34,12 @@ def run(args: argparse.Namespace, streams: Streams) -> int:
     from vox.lsp.server import build_server
 
     if args.log_file:
-        logging.basicConfig(filename=args.log_file, level=logging.WARNING)
+        try:
+            handler = logging.FileHandler(args.log_file, encoding="utf-8")
+        except OSError as e:
+            streams.fail(f"cannot write the log to {args.log_file}: {e.strerror or e}")
+            return EXIT_USAGE
+        logging.basicConfig(handlers=[handler], level=logging.WARNING)
     else:
         logging.basicConfig(stream=sys.stderr, level=logging.WARNING)
     server = build_server(package_version(), debounce=args.debounce_ms / 1000)

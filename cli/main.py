@@ -19,14 +19,17 @@ import traceback
 from importlib.metadata import PackageNotFoundError, version
 
 from vox.cli import approve, check, fmt, lsp, plan, receipts, run, runs, sim, test, worker
-from vox.cli.common import EXIT_INTERNAL, EXIT_USAGE, Streams
+from vox.cli.common import EXIT_INTERNAL, EXIT_USAGE, GuardedOutput, OutputLost, Streams
 
 COMMANDS = (check, fmt, plan, run, test, approve, runs, receipts, sim, worker, lsp)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run `voxc` with ``argv`` (default: the process's arguments) and return its exit status."""
-    streams = Streams(out=sys.stdout, err=sys.stderr, inp=sys.stdin)
+    # A descriptor the shell closed (`voxc check x.vox >&-`) is None here: write nowhere instead.
+    out, err, inp = (stream if stream is not None else open(os.devnull, "r+", encoding="utf-8")
+                     for stream in (sys.stdout, sys.stderr, sys.stdin))
+    streams = Streams(out=GuardedOutput(out, "standard output"), err=err, inp=inp)
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
@@ -36,12 +39,18 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help(streams.err)
         return EXIT_USAGE
     try:
-        return args.run(args, streams)
+        status = args.run(args, streams)
+        streams.out.flush()  # here, not at exit, so that a failure to write is reported
+        return status
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:  # the reader went away, as with `voxc check ... | head`
         _silence_stdout()
         return 141  # what a shell reports for a process ended by SIGPIPE
+    except OutputLost as e:  # a full disk or a closed descriptor: the environment's, not a bug
+        _silence_stdout()
+        streams.fail(str(e))
+        return EXIT_USAGE
     except Exception as exc:  # noqa: BLE001 - the last line of defence against tracebacks
         report_internal_error(exc, streams.err)
         return EXIT_INTERNAL

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import os
 
 from rich.color import ColorSystem
 from rich.style import Style
@@ -52,6 +53,10 @@ def run(args: argparse.Namespace, streams: Streams) -> int:
     # Errors block the plan and print as `voxc check` prints them; warnings go to stderr when
     # stdout carries the plan's JSON or the plan goes to a file.
     quiet = streams.err if (args.json or args.output) else streams.out
+    if args.output is not None and _same_file(args.output, args.file):
+        streams.fail(f"--output {args.output} is the program itself: writing the plan there would replace its "
+                     "source; choose another path")
+        return EXIT_USAGE
     plan, status = compile_plan(args.file, streams, args.color, streams.out, quiet)
     if plan is None:
         return status
@@ -74,6 +79,13 @@ def run(args: argparse.Namespace, streams: Streams) -> int:
         streams.fail(str(e))
         return EXIT_USAGE
     return EXIT_OK
+
+
+def _same_file(a: str, b: str) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except (OSError, ValueError):  # either is missing (the output is new): not the same file
+        return False
 
 
 # ---- the summary ---------------------------------------------------------------------------------

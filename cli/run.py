@@ -6,7 +6,8 @@ the flow's caps and the receipts signed. Runs are durable by default (`.vox/` in
 folder); a run that waits for a person's approval exits with status 4 and says how to approve it.
 
 Exit status: 0 the run finished, 1 it failed (or the program has errors), 2 bad usage, 3 a bug in
-voxc, 4 the run waits for approval (`voxc approve RUN_ID`).
+voxc, 4 the run waits for approval (`voxc approve RUN_ID`), 5 the runtime's budget monitor stopped
+a call the compiler's bound did not allow for (a bug in voxc's budget analysis).
 """
 
 from __future__ import annotations
@@ -19,12 +20,19 @@ from dataclasses import replace
 
 import anyio
 
-from vox.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, InputError, Streams, compile_plan, read_source
+from vox.cli.common import (EXIT_FAILED, EXIT_OK, EXIT_USAGE, InputError, Streams, compile_plan, usable_database,
+                             usable_state_dir, whole_number)
+from vox.cli.inputs import check_flow_input, read_input
+from vox.cli.limits import MAX_SEED
 from vox.compiler.units import format_money
 
 NAME = "run"
 HELP = "run a flow of a Vox program (on the built-in simulator when no API key is set)"
 EXIT_WAITING = 4
+# A run error's `kind` → its exit status, where it is not EXIT_FAILED: a refusal by the budget
+# monitor means the compiler's bound was wrong, not the program (runtime/executor/errors.py).
+# A monitor stopped a call the compiler should have refused (a bug in voxc's analyses).
+EXIT_BY_KIND = {"bound_broken": 5, "label": 5}
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -44,7 +52,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--state-dir", metavar="DIR", default=os.environ.get("VOX_STATE_DIR", ".vox"),
                         help="where runs, receipts and their key live (default: .vox)")
     parser.add_argument("--run-id", metavar="ID", help="the run's id (default: a new random one)")
-    parser.add_argument("--seed", type=int, default=0, help="the simulator's seed")
+    parser.add_argument("--seed", type=whole_number(0, MAX_SEED), default=0, help="the simulator's seed (0 or more)")
     parser.add_argument("--db", metavar="URL", default=os.environ.get("VOX_DATABASE_URL"),
                         help="keep the run (journal, receipts, ledgers) in this PostgreSQL database (a fleet's) "
                              "instead of .vox/")
@@ -73,7 +81,8 @@ def run(args: argparse.Namespace, streams: Streams) -> int:
     flow = args.flow or (next(iter(plan.flows)) if len(plan.flows) == 1 else None)
     if flow is None or flow not in plan.flows:
         names = ", ".join(plan.flows) or "none"
-        streams.fail(f"choose a flow with --flow NAME (flows: {names})" if flow is None
+        streams.fail(f"{args.file} has no flow to run" if not plan.flows
+                     else f"choose a flow with --flow NAME (flows: {names})" if flow is None
                      else f"the program has no flow `{flow}` (flows: {names})")
         return EXIT_USAGE
     if args.input is None and plan.flows[flow].params:  # refused before a run starts, not at its first step
@@ -84,6 +93,11 @@ def run(args: argparse.Namespace, streams: Streams) -> int:
         return EXIT_USAGE
     if args.submit and not args.db:
         streams.fail("--submit needs the fleet's database: --db postgresql://...")
+        return EXIT_USAGE
+    try:
+        check_run_request(args, plan, flow, raw_input)
+    except InputError as e:
+        streams.fail(str(e))
         return EXIT_USAGE
     from vox.runtime.host import new_run_id
     from vox.runtime.state import RunSpec, hide_password
@@ -116,6 +130,26 @@ def run(args: argparse.Namespace, streams: Streams) -> int:
     return carry_on(args, streams, plan, spec, events, live)
 
 
+def check_run_request(args, plan, flow: str, raw_input: dict) -> None:
+    """Refuse, before a run starts, what would only fail it (or crash it) later: an input that
+    does not fit the flow, a tool to `--approve` that the program lacks, conflicting flags, and a
+    state folder or database that cannot be used."""
+    check_flow_input(plan, flow, raw_input)
+    unknown = [t for t in args.approve if t not in plan.tools]
+    if unknown:
+        asks = ", ".join(f"`{t.name}`" for t in plan.tools.values() if t.approval == "human") or "none"
+        raise InputError(f"--approve {unknown[0]}: the program has no tool `{unknown[0]}` (tools that wait for "
+                         f"approval: {asks})")
+    if args.submit and args.no_durable:
+        raise InputError("--submit and --no-durable cannot go together: a submitted run is durable")
+    if args.submit:
+        return  # its database is checked once the fleet's keys are (see submit)
+    if args.db:
+        usable_database(args.db, must_exist=False)
+    else:
+        usable_state_dir(args.state_dir)
+
+
 async def run_plain(plan, spec, args, events, streams: Streams, live):
     """A run that is not journaled (`--no-durable`): it cannot be resumed."""
     from vox.runtime.host import Runtime, options_for
@@ -134,6 +168,7 @@ def carry_on(args, streams: Streams, plan, spec, events=None, live=None, before=
     """Start (or, with ``resume``, carry on) the durable run ``spec`` in this process and report
     how it ended or where it waits: the one way `run`, `--resume` and `approve` execute a run."""
     from vox.runtime.durable import Durability
+    from vox.runtime.receipts import ReceiptError
     from vox.runtime.sealing import SealError
     from vox.runtime.state import RunConflict
 
@@ -154,7 +189,7 @@ def carry_on(args, streams: Streams, plan, spec, events=None, live=None, before=
     except RunConflict as e:
         streams.fail(str(e))
         return EXIT_USAGE
-    except SealError as e:
+    except (SealError, ReceiptError) as e:  # a key or a ledger that cannot be used: before any tool acted
         streams.fail(str(e))
         return EXIT_FAILED
     return report(result, args, streams)
@@ -170,8 +205,9 @@ def submit(args, streams: Streams, plan, spec) -> int:
                      "(the same values on every machine), e.g. export VOX_STATE_KEY=$(openssl rand -hex 32)")
         return EXIT_USAGE
     try:
+        usable_database(args.db, must_exist=False)
         run_id = enqueue(args.db, plan, spec, args.state_dir, dict(os.environ))
-    except RunConflict as e:
+    except (InputError, RunConflict) as e:
         streams.fail(str(e))
         return EXIT_USAGE
     print(run_id, file=streams.out)
@@ -186,7 +222,8 @@ def resume(args, streams: Streams) -> int:
     ignored = [flag for flag, given in (("--seed", args.seed != 0), ("--input", args.input is not None),
                                         ("--flow", args.flow is not None), ("--run-id", args.run_id is not None),
                                         ("--submit", args.submit), ("--sim", args.sim), ("--live", args.live),
-                                        ("--approve", bool(args.approve)), ("--tenant", args.tenant != "default"))
+                                        ("--approve", bool(args.approve)), ("--tenant", args.tenant != "default"),
+                                        ("--no-durable", args.no_durable))
                if given]
     if ignored:
         streams.fail(f"{', '.join(ignored)} cannot be given with --resume: a run carries on exactly as it was "
@@ -214,32 +251,6 @@ def resume(args, streams: Streams) -> int:
     return carry_on(args, streams, plan, stored.spec, resume=True)
 
 
-def read_input(text: str | None) -> dict:
-    if text is None:
-        return {}
-    value = read_json_text(text, "--input")
-    if not isinstance(value, dict):
-        raise InputError("--input is a JSON object of the flow's arguments, as in '{\"ticket\": {...}}'")
-    return value
-
-
-def read_json_text(text: str, flag: str):
-    """``text`` as JSON, or the JSON in the file ``@path``; an InputError saying where it is wrong."""
-    if text.startswith("@"):
-        text = read_source(text[1:])
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise InputError(f"{flag} is not valid JSON: {e.msg} at line {e.lineno} column {e.colno}") from None
-    try:  # a lone surrogate: a "\ud800" escape, or bytes on the command line that are not UTF-8
-        json.dumps(value, ensure_ascii=False).encode("utf-8")
-    except UnicodeEncodeError as e:
-        raise InputError(f"{flag} is not valid Unicode text: it holds a lone surrogate "
-                         f"(U+{ord(e.object[e.start]):04X}); write text as UTF-8, and a \\ud800-\\udbff escape "
-                         "only followed by a \\udc00-\\udfff one") from None
-    return value
-
-
 def report(result, args, streams: Streams) -> int:
     from dataclasses import asdict
 
@@ -257,7 +268,7 @@ def report(result, args, streams: Streams) -> int:
     e = result.error or {}
     where = f" at {e['step']}" if e.get("step") else ""
     print(f"voxc: run {result.run_id} failed{where}: {e.get('message')}", file=streams.err)
-    return EXIT_FAILED
+    return EXIT_BY_KIND.get(e.get("kind"), EXIT_FAILED)
 
 
 def waiting_what(w: dict) -> str:

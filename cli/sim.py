@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import argparse
 
-from vox.cli.common import EXIT_USAGE, Streams
+from vox.cli.common import EXIT_USAGE, Streams, whole_number
+from vox.cli.limits import MAX_SEED
 
 NAME = "sim"
 HELP = "run the OpenAI/Anthropic-compatible model simulator"
@@ -27,8 +28,10 @@ HELP = "run the OpenAI/Anthropic-compatible model simulator"
 def configure(parser: argparse.ArgumentParser) -> None:
     """Add `sim`'s arguments."""
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=8765, help="port to listen on; 0 picks a free one (default: 8765)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the generated answers (default: 0)")
+    parser.add_argument("--port", type=whole_number(0, 65535), default=8765,
+                        help="port to listen on; 0 picks a free one (default: 8765)")
+    parser.add_argument("--seed", type=whole_number(0, MAX_SEED), default=0,
+                        help="seed of the generated answers (default: 0)")
 
 
 def run(args: argparse.Namespace, streams: Streams) -> int:

@@ -11,7 +11,8 @@ import tempfile
 
 import anyio
 
-from vox.cli.common import EXIT_FAILED, EXIT_OK, Streams, compile_plan
+from vox.cli.common import EXIT_FAILED, EXIT_OK, Streams, compile_plan, whole_number
+from vox.cli.limits import MAX_SEED
 
 NAME = "test"
 HELP = "run the `test` blocks of Vox programs on the simulator"
@@ -20,7 +21,7 @@ HELP = "run the `test` blocks of Vox programs on the simulator"
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("files", nargs="+", metavar="FILE", help="a .vox program")
     parser.add_argument("-k", metavar="TEXT", dest="keyword", help="run only tests whose name contains TEXT")
-    parser.add_argument("--seed", type=int, default=0, help="the simulator's seed")
+    parser.add_argument("--seed", type=whole_number(0, MAX_SEED), default=0, help="the simulator's seed (0 or more)")
 
 
 def run(args: argparse.Namespace, streams: Streams) -> int:

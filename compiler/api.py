@@ -11,10 +11,10 @@ from dataclasses import dataclass
 
 from vox.compiler.analysis import analyse
 from vox.compiler.analysis.results import Analysis
-from vox.compiler.diagnostics.model import Diagnostic, DiagnosticSink, error, sort_diagnostics
+from vox.compiler.diagnostics.model import Diagnostic, DiagnosticSink, sort_diagnostics
 from vox.compiler.hir.lower import lower_module
 from vox.compiler.hir.nodes import Program
-from vox.compiler.source import SourceFile, Span
+from vox.compiler.source import SourceFile
 from vox.compiler.syntax.parser import DeclCache, ParseResult, parse_module
 
 
@@ -38,18 +38,12 @@ class CheckResult:
 def check_source(path: str, text: str, cache: DeclCache | None = None) -> CheckResult:
     """Parse and check one file's text. Never raises on bad input."""
     source = SourceFile(path, text)
-    try:
-        parsed = parse_module(path, text, cache)
-        program, semantic = lower_module(parsed)
-        sink = DiagnosticSink(path)
-        analysis = analyse(program, sink)
-    except RecursionError:
-        # Only absurdly deep nesting gets here; say so rather than crash.
-        parsed = parse_module(path, "", None)
-        program, _ = lower_module(parsed)
-        too_deep = error("V0002", "this file nests expressions too deeply to compile", path, Span(0, 0),
-                         help="split deeply nested expressions with `let`")
-        return CheckResult(source, parsed, program, (too_deep,))
+    # The parser enforces the limits (vox.compiler.limits) that keep every later pass inside
+    # Python's recursion limit and every number inside what a plan holds.
+    parsed = parse_module(path, text, cache)
+    program, semantic = lower_module(parsed)
+    sink = DiagnosticSink(path)
+    analysis = analyse(program, sink)
     diagnostics = list(parsed.diagnostics)
     diagnostics.extend(semantic)
     # Like the checker, the analyses stay quiet inside a declaration that has a syntax error.
@@ -59,7 +53,8 @@ def check_source(path: str, text: str, cache: DeclCache | None = None) -> CheckR
 
 
 def check_file(path: str, cache: DeclCache | None = None) -> CheckResult:
-    """Read ``path`` (UTF-8) and check it. OSError and UnicodeDecodeError propagate to the caller."""
-    with open(path, encoding="utf-8") as f:
+    """Read ``path`` (UTF-8, a leading byte-order mark dropped) and check it. OSError and
+    UnicodeDecodeError propagate to the caller."""
+    with open(path, encoding="utf-8-sig") as f:
         text = f.read()
     return check_source(path, text, cache)

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 from collections.abc import Collection
 
+from vox.compiler.signals import SIGNALS
+
 MAX_OUTPUT = 1_024
 """Tokens a model without `max_output` may write in one reply, and what each of its calls
 reserves (capped at its `context`, when that is smaller)."""
@@ -70,4 +72,4 @@ def tool_cost_micros(declared: int | None) -> int:
 
 def top_logprobs(signals: Collection[str]) -> int:
     """Alternatives per token an agent's requests ask for, from the signals its gates read."""
-    return ENTROPY_TOP_LOGPROBS if "entropy" in signals else 0
+    return ENTROPY_TOP_LOGPROBS if any(SIGNALS[n].alternatives for n in signals if n in SIGNALS) else 0

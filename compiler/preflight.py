@@ -18,6 +18,7 @@ import os
 from collections.abc import Iterator, Mapping
 
 from vox.compiler.analysis.gates import signal_calls
+from vox.compiler.signals import SIGNALS
 from vox.compiler.analysis.results import Analysis
 from vox.compiler.bindings import load_binding
 from vox.compiler.diagnostics.model import Diagnostic, DiagnosticSink, Label, sort_diagnostics
@@ -110,8 +111,9 @@ class _Reach:
             for gate_name in agent.gates:
                 for check in getattr(program.gates.get(gate_name), "checks", ()):
                     for call in signal_calls(check.cond):
-                        value = next((v for k, v in call.args if k == "model"), None)
-                        if call.name == "judge" and isinstance(value, h.Ref):
+                        judge = SIGNALS[call.name].judge if call.name in SIGNALS else None
+                        value = next((v for k, v in call.args if k == judge), None)
+                        if isinstance(value, h.Ref):  # a signal that sends the answer to a model
                             models.append((value.symbol.name, f"judge `{value.symbol.name}` of gate `{gate_name}`"))
             for model_name, why in models:
                 model = program.models.get(model_name)

@@ -12,13 +12,14 @@ from lsprotocol import types as lsp
 from vox.compiler import query
 from vox.compiler.hir import types as t
 from vox.compiler.hir.members import CAPABILITIES, EFFECTS, MEMBERS
-from vox.compiler.syntax.scan import DECL_KEYWORDS, scan
+from vox.compiler.syntax.scan import DECL_KEYWORDS, code_spans, region_at_cursor, scan
 from vox.lsp.documents import Checked
 
 CK = lsp.CompletionItemKind
 STATEMENT_KEYWORDS = ("let", "if", "else", "for", "par", "return")
 BUILTINS = ("len", "min", "max", "redact", "declassify", "receipt")
-_STRINGS = re.compile(r'"""(?:[^"\\]|\\.|"(?!""))*(?:"""|\Z)|"(?:[^"\\\n]|\\.)*"?', re.S)
+# `{` opening a placeholder at the end of the text: not one of a run of `{{` (a literal brace)
+_OPEN_PLACEHOLDER = re.compile(r"(?<!\{)(?:\{\{)*\{([\w.]*)$")
 
 _LIST_OF = {"tools": "tool", "fallback": "model", "gates": "gate", "clearance": "label"}
 
@@ -27,15 +28,17 @@ def complete(checked: Checked, position: lsp.Position) -> lsp.CompletionList:
     offset = checked.positions.offset(position)
     text = checked.result.source.text
     program = checked.result.program
-    chunk = next((c for c in scan(text).chunks if c.start <= offset <= c.end), None)
+    scanned = scan(text)
+    chunk = next((c for c in scanned.chunks if c.start <= offset <= c.end), None)
     keyword = chunk.keyword if chunk is not None else None
     before = text[chunk.start:offset] if chunk is not None else text[:offset]
     line = text[text.rfind("\n", 0, offset) + 1:offset]
     owner = _owner_name(before, keyword)
+    region = region_at_cursor(scanned.regions, offset)
     items: list[lsp.CompletionItem]
 
-    if before.count('"""') % 2 == 1:  # inside a prompt
-        m = re.search(r"\{([\w.]*)$", line)
+    if region is not None:  # in a comment nothing, in a string (a prompt) its placeholders
+        m = _OPEN_PLACEHOLDER.search(text, region.start, offset) if region.is_string else None
         items = _placeholders(program, owner, m.group(1)) if m else []
     elif m := re.search(r"@\w*$", line):
         items = _names(program, "label") + [_item("public", CK.Constant, "label")]
@@ -140,8 +143,13 @@ def _placeholders(program, owner: str | None, typed: str) -> list[lsp.Completion
     return [_item(p.name, CK.Variable, p.type.show()) for p in _params(program, owner)]
 
 
+def _code(before: str) -> str:
+    """``before`` without its strings and comments."""
+    return "".join(before[s:e] for s, e in code_spans(before))
+
+
 def _depth(before: str) -> int:
-    code = _STRINGS.sub('""', re.sub(r"//[^\n]*", "", before))
+    code = _code(before)
     return max(0, code.count("{") - code.count("}"))
 
 
@@ -153,4 +161,5 @@ def _in_type_position(before: str, keyword: str | None, line: str) -> bool:
     if keyword == "type":
         return True
     # inside a signature's parentheses, before the body opens
-    return keyword in ("tool", "agent", "flow", "gate") and "{" not in before and before.count("(") > before.count(")")
+    code = _code(before)
+    return keyword in ("tool", "agent", "flow", "gate") and "{" not in code and code.count("(") > code.count(")")

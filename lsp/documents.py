@@ -100,7 +100,7 @@ class DocumentStore:
             hit = self._on_disk.get(path)
             if hit is not None and hit[0] == mtime:
                 return hit[1]
-            with open(path, encoding="utf-8") as f:
+            with open(path, encoding="utf-8-sig") as f:
                 text = f.read()
         except (OSError, UnicodeDecodeError):
             return None

@@ -32,6 +32,12 @@ The rules (they are the compiler's, see ``spec/budgets.md``):
 * **A retried call reserves each attempt.** :meth:`Reservation.grow` adds a further attempt's
   estimate to a reservation, under the same checks as :meth:`BudgetScope.reserve`, so a retry
   that could break a cap is never sent.
+* **The compiler's bound is checked too.** A run's root scope (:meth:`BudgetScope.bounded`) is
+  capped by the bound the compiler proved for the run's flow. A reservation that would take the
+  run past it raises :class:`BoundExceeded`, not :class:`BudgetExceeded`: the program was
+  accepted because its calls fit that bound, so the refusal is a bug in the compiler's budget
+  analysis, reported as one, and it comes before anything is sent or any run-wide ledger is
+  touched.
 
 Every operation is synchronous and takes one lock per scope tree, so it is atomic both under
 anyio's single-threaded scheduling and if a thread should touch the ledger.
@@ -111,6 +117,35 @@ class BudgetExceeded(Exception):
         super().__init__(message)
 
 
+class BoundExceeded(Exception):
+    """A reservation that would take a run past the bound the compiler proved for its flow.
+
+    Raised only by a root scope made with :meth:`BudgetScope.bounded`, and, like
+    :class:`BudgetExceeded`, before anything changes. It is not a :class:`BudgetExceeded`: a
+    declared cap refusing a call is the program's business, a proven bound refusing one is a bug
+    in voxc's budget analysis (the executor reports it as ``BoundBroken``). ``would_be`` is the
+    run's use in ``dimension`` with the refused amount (for ``wall_ms``: the run's time so far).
+
+    >>> print(BoundExceeded("f", "cost_micros", 50_000, 50_100, "a call of `mini` for `a`"))
+    the compiler's bound for flow `f` was $0.05 of cost, but a call of `mini` for `a` would bring the run to $0.0501: this is a bug in voxc's budget analysis, please report it
+    """
+
+    def __init__(self, flow: str, dimension: str, bound: int, would_be: int, what: str):
+        self.flow = flow
+        self.dimension = dimension
+        self.bound = bound
+        self.would_be = would_be
+        self.what = what
+        of = {"cost_micros": " of cost", "wall_ms": " of wall time"}.get(dimension, "")
+        if dimension == "wall_ms":
+            middle = f"but {what} would start after {format_amount(dimension, would_be)}"
+        else:
+            middle = f"but {what} would bring the run to {format_amount(dimension, would_be)}"
+        super().__init__(
+            f"the compiler's bound for flow `{flow}` was {format_amount(dimension, bound)}{of}, {middle}: "
+            "this is a bug in voxc's budget analysis, please report it")
+
+
 class SpendLog:
     """What one scope tree's accounting found worth showing, kept for the whole run: every
     :class:`Overshoot`, and every charge that is not the provider's own word (``charges``: a call
@@ -140,9 +175,10 @@ class Overshoot:
     """Spend beyond what was reserved, or beyond a cap. Recorded, never silent.
 
     ``kind`` is ``"estimate"`` (a call's actual use was more than its reservation; recorded on
-    the scope that reserved) or ``"cap"`` (that excess took a scope over its cap; recorded on
-    the capped scope). ``reserved`` is the reservation (for ``"cap"``: the cap), ``actual`` the
-    actual use (for ``"cap"``: the scope's use after the charge).
+    the scope that reserved), ``"cap"`` (that excess took a scope over its cap; recorded on
+    the capped scope) or ``"bound"`` (it took the run past the bound the compiler proved;
+    recorded on the root). ``reserved`` is the reservation (for ``"cap"`` and ``"bound"``: the
+    cap or the bound), ``actual`` the actual use (for those: the scope's use after the charge).
     """
 
     kind: str
@@ -200,6 +236,10 @@ class BudgetScope:
         "_lock",
         "_clock",
         "_wall_ms",
+        "bound_of",
+        "_bound_deadline",
+        "_bound_wall_ms",
+        "_started",
     )
 
     def __init__(
@@ -222,6 +262,10 @@ class BudgetScope:
         self.overshoots: list[Overshoot] = []
         self.closed = False
         self._wall_ms: int | None = None
+        self.bound_of: str | None = None  # the flow whose proven bound these caps are (a run's root)
+        self._bound_deadline: float | None = None
+        self._bound_wall_ms: int | None = None
+        self._started = 0.0
         if parent is None:
             self._lock = threading.Lock()
             self._clock = clock or time.monotonic
@@ -231,6 +275,7 @@ class BudgetScope:
         self.log = parent.log
         self._lock = parent._lock
         self._clock = clock or parent._clock
+        walled = deadline is not None  # a `wall` of its own: its start is checked against the run's wall bound
         if parent.deadline is not None and (deadline is None or parent.deadline < deadline):
             deadline = parent.deadline
         self.deadline = deadline
@@ -239,12 +284,42 @@ class BudgetScope:
                 raise ScopeClosed(f"cannot open {name} inside {parent.name}: it is closed")
             parent._check_deadline(f"starting {name}")
             holds = [(i, cap) for i, cap in enumerate(self._caps) if cap is not None]
-            for i, cap in holds:
-                parent._check_fits(i, cap, f"starting {name} (its `{CAP_NAMES[DIMENSIONS[i]]}` cap)")
+            parent._check_all([(i, cap, f"starting {name} (its `{CAP_NAMES[DIMENSIONS[i]]}` cap)") for i, cap in holds],
+                              f"starting {name}", timed=walled)
             for i, cap in holds:
                 self._charge[i] = cap
                 parent._bump(i, 0, 0, cap, name)
             parent._children.append(self)
+
+    @classmethod
+    def bounded(cls, name: str, flow: str, bound: dict[str, int | None], *, clock: Clock | None = None) -> BudgetScope:
+        """A run's root scope, capped by the bound the compiler proved for its entry flow ``flow``.
+
+        ``bound`` holds the bound per dimension (:data:`DIMENSIONS` and ``wall_ms``; ``None`` is
+        unbounded). A reservation that would exceed it raises :class:`BoundExceeded`. Wall time
+        is checked when a call starts, outside any scope with a `wall` cap of its own (which
+        bounds everything inside it, and was itself checked when it started): a call that starts
+        once the run has taken its whole wall bound is refused. Nothing in flight is cut off.
+
+        >>> run = BudgetScope.bounded("run r", "f", {"tokens": 1_000, "wall_ms": None})
+        >>> agent = run.open_child("agent a", {"model_calls": 2})
+        >>> _ = agent.reserve(tokens=800, model_calls=1, what="a call of `mini` for `a`")
+        >>> try:
+        ...     agent.reserve(tokens=800, model_calls=1, what="a call of `mini` for `a`")
+        ... except BoundExceeded as broken:
+        ...     print(broken.dimension, broken.bound, broken.would_be)
+        tokens 1000 1600
+        """
+        wall = bound.get("wall_ms")
+        scope = cls(name, {d: v for d, v in bound.items() if d != "wall_ms"}, clock=clock)
+        scope.bound_of = flow
+        scope._started = scope._clock()
+        if wall is not None:
+            if isinstance(wall, bool) or not isinstance(wall, int) or wall < 0:
+                raise ValueError(f"wall_ms must be a non-negative integer, got {wall!r}")
+            scope._bound_wall_ms = wall
+            scope._bound_deadline = scope._started + wall / 1000
+        return scope
 
     # -- opening and closing -------------------------------------------------------------
 
@@ -315,9 +390,7 @@ class BudgetScope:
             if self.closed:
                 raise ScopeClosed(f"cannot reserve {what} in {self.name}: it is closed")
             self._check_deadline(what)
-            for i in range(_N):
-                if amounts[i]:
-                    self._check_fits(i, amounts[i], what)
+            self._check_all([(i, amounts[i], what) for i in range(_N) if amounts[i]], what)
             for i in range(_N):
                 if amounts[i]:
                     self._bump(i, amounts[i], 0, 0, what)
@@ -328,10 +401,9 @@ class BudgetScope:
         try:
             with self._lock:
                 self._check_deadline("")
-                for i, a in enumerate((cost_micros, tokens, model_calls, tool_calls)):
-                    if a:
-                        self._check_fits(i, a, "")
-        except BudgetExceeded:
+                self._check_all([(i, a, "") for i, a in enumerate((cost_micros, tokens, model_calls, tool_calls)) if a],
+                                "")
+        except (BudgetExceeded, BoundExceeded):
             return False
         return True
 
@@ -414,7 +486,41 @@ class BudgetScope:
         cap = a._caps[i]
         left = cap - a._used(i)  # type: ignore[operator]
         if amount > left:
+            if a.bound_of is not None:
+                raise BoundExceeded(a.bound_of, DIMENSIONS[i], cap, a._used(i) + amount, what)  # type: ignore[arg-type]
             raise BudgetExceeded(a.name, DIMENSIONS[i], amount, left, cap, what)  # type: ignore[arg-type]
+
+    def _check_all(self, amounts: list[tuple[int, int, str]], what: str, timed: bool = True) -> None:
+        """Check ``(dimension, amount, what)`` against every cap and the run's bound. A declared
+        cap refuses first: the compiler's bound assumes every cap holds, so a call that a cap
+        refuses anyway says nothing about the bound."""
+        broken: BoundExceeded | None = None
+        for i, amount, said in amounts:
+            try:
+                self._check_fits(i, amount, said)
+            except BoundExceeded as e:
+                broken = broken or e
+        if broken is not None:
+            raise broken
+        if timed:
+            self._check_bound_time(what)
+
+    def _check_bound_time(self, what: str) -> None:
+        """Refuse a call that starts after the run's wall bound, unless a scope on the way up
+        has a `wall` cap of its own: inside it, its deadline holds (the compiler counted it as
+        its cap, and this check was made when it started). Only what takes time in the bound is
+        checked: a reservation, and the start of a scope with a `wall` cap (a scope without one
+        only runs calls, each checked when it starts)."""
+        s: BudgetScope | None = self
+        while s is not None:
+            if s.bound_of is not None:
+                if s._bound_deadline is not None and s._clock() > s._bound_deadline:
+                    elapsed = int((s._clock() - s._started) * 1000)
+                    raise BoundExceeded(s.bound_of, "wall_ms", s._bound_wall_ms or 0, elapsed, what)
+                return
+            if s._wall_ms is not None:
+                return
+            s = s.parent
 
     def _check_deadline(self, what: str) -> None:
         if self.deadline is not None and self._clock() >= self.deadline:
@@ -441,7 +547,8 @@ class BudgetScope:
                 continue
             used = s._spent[i] + s._reserved[i] + s._held[i]
             if used > cap and d_reserved + d_spent + d_held > 0:
-                s._overshoot(Overshoot("cap", s.name, DIMENSIONS[i], cap, used, what))
+                kind = "cap" if s.bound_of is None else "bound"
+                s._overshoot(Overshoot(kind, s.name, DIMENSIONS[i], cap, used, what))
             parent = s.parent
             if parent is not None:
                 # A capped scope holds its cap in its parent's chain, or its use if that is more
@@ -520,9 +627,7 @@ class Reservation:
             if self.state != "open":
                 raise ScopeClosed(f"cannot grow {self.what}: it is {self.state}")
             scope._check_deadline(self.what)
-            for i in range(_N):
-                if extra[i]:
-                    scope._check_fits(i, extra[i], self.what)
+            scope._check_all([(i, extra[i], self.what) for i in range(_N) if extra[i]], self.what, timed=False)
             for i in range(_N):
                 if extra[i]:
                     scope._bump(i, extra[i], 0, 0, self.what)

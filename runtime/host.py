@@ -16,6 +16,7 @@ import json
 import os
 import secrets
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import anyio
@@ -129,16 +130,30 @@ class Runtime:
                 Durability(self.options.state_dir, self.options.env, self.options.db))
             self.durability.adopt(self)
         from vox.runtime.receipts import ReceiptLedger, load_key
+        from vox.runtime.sealing import withdraw_key_variables
 
+        # Before any tool runs: the key variables leave os.environ (and so the environment of
+        # every program a tool starts); see spec/runtime.md, "What tool code can reach".
+        withdraw_key_variables()
         if self.durability is not None:  # one store: journal and receipts commit together
             self.store = self.durability.state.store
-            self.receipts = ReceiptLedger(self.store, self.durability.receipt_key)
+            keys = self.durability.receipt_key
         else:
             from vox.runtime.fleet.store import open_store
 
             self.store = open_store(self.options.store_url)
             self._stack.callback(self.store.close)
-            self.receipts = ReceiptLedger(self.store, load_key(self.options.state_dir, self.options.env))
+            keys = load_key(self.options.state_dir, self.options.env)
+        self.receipts = ReceiptLedger(self.store, keys)
+        self._stack.callback(self.receipts.note_head)  # the head this process leaves, in its high-water mark
+        if keys.signing is not None and keys.signing.created:
+            self.notes.append(created_key_note(keys.signing))
+        if any(t.receipted for t in self.plan.tools.values()):
+            try:  # a rolled-back ledger, or one signed with another key: refused before any tool acts
+                self.receipts.check_ready()
+            except BaseException:
+                await self._stack.aclose()
+                raise
         runwide = RunWide(self.plan, self.store, self.options.tenant)
         self.runwide = runwide if runwide.active else None
         return self
@@ -207,6 +222,15 @@ class Runtime:
         response = await self.http.post(f"{self.sim_url}/_sim/runs/{run_id}", json={"scripts": scripts})
         if response.status_code >= 300:
             raise RunError(f"the simulator refused the test's scripts: {response.text}")
+
+
+def created_key_note(key) -> str:
+    """What `voxc run` says the first time it makes this user's receipt signing key."""
+    from vox.runtime.receipts import public_key_path
+
+    return (f"made a receipt signing key for this user: {key.source} (private: it signs this machine's receipts; "
+            f"keep it out of the state folder and its backups) and {public_key_path(Path(key.source))} (public: "
+            "give it to whoever verifies receipts, `voxc receipts verify RUN_ID --public-key FILE`)")
 
 
 def simulation_reason(p: Provider, options: RunOptions) -> str | None:

@@ -1,12 +1,21 @@
 """The PII scrubber behind ``redact()``: compiled patterns, each candidate checked before it counts.
 
-:func:`scrub` finds personal data in text and replaces each finding with a typed placeholder:
+:func:`scrub` finds personal data in text and replaces each finding with a typed placeholder
+(which labels each kind lets `redact` lower is the table in compiler/redaction.py):
 
 =========  ===============  =====================================================================
 kind       placeholder      what counts
 =========  ===============  =====================================================================
+SECRET     ``[SECRET]``     an API key with a well-known prefix (``sk-``, ``sk-ant-``, ``ghp_``,
+                            ``github_pat_``, ``AKIA``, ``xoxb-``, ``AIza``, ``glpat-``,
+                            ``sk_live_``, ``hf_``, ``npm_``), a JSON web token, a PEM private key;
+                            or a random-looking token just after "key", "token", "secret",
+                            "bearer" (16+ characters with letters and digits, mixed case or 32+
+                            long without words; or 32+ hex digits), or after "password" (6+
+                            characters with letters and digits, or 8+ with a symbol)
 EMAIL      ``[EMAIL]``      ``local@domain.tld`` (Unicode letters allowed)
 IBAN       ``[IBAN]``       country code, length from the IBAN registry table, mod-97 check
+NIR        ``[NIR]``        French social security number (15 digits), mod-97 key
 CARD       ``[CARD]``       13-19 digits, or 12-19 in groups (spaces or dashes), first digit
                             2-6 (or JCB's 1800), Luhn check
 IP         ``[IP]``         IPv4 (each octet 0-255) and IPv6 (validated by ``ipaddress``)
@@ -14,8 +23,17 @@ SSN        ``[SSN]``        US social security number ``123-45-6789`` (or spaces
                             000, 666 or 9xx, group not 00, serial not 0000; nine bare digits only
                             next to "SSN" or "social security"
 NINO       ``[NINO]``       UK national insurance number, HMRC prefix rules, suffix A-D
-NIR        ``[NIR]``        French social security number (15 digits), mod-97 key
+DOB        ``[DOB]``        a valid date (numeric, "3 March 1984", "March 3, 1984", a month and
+                            year, a year) at most three words after "born", "DOB", "date of
+                            birth", "birthday", "né(e)", "geboren", "Geburtsdatum", "date de
+                            naissance", with no other number or sentence end in between
+ADDRESS    ``[ADDRESS]``    a house number, 1-4 capitalised words and a street word
+                            (``221B Baker Street``, ``12 N Main St``), a German street word and
+                            number (``Hauptstraße 5``, ``Karl-Marx-Allee 12a``), a French number
+                            and street (``12, rue de la Paix``); a unit and a postcode with its
+                            town that follow are part of it
 PHONE      ``[PHONE]``      see below
+NAME       ``[NAME]``       see below
 =========  ===============  =====================================================================
 
 Phone numbers are the hard part: they look like dates, order numbers, prices, versions. A
@@ -36,25 +54,47 @@ parentheses), with an optional extension (``x123``, ``ext. 12``). It counts when
 Everything else with digits is left alone. When a run fails as a whole, its space-separated parts
 are tried, so ``Call 555-123-4567 2024`` still finds the phone.
 
-Overlaps are resolved by priority (the order of the table); offsets in :class:`Finding` are in
-the original text. The scrubber is fail-closed: :func:`scrub_value` raises
+Names are found by context first: up to four capitalised words (initials and particles such as
+"van" or "de" between) after an abbreviated honorific (``Mr``, ``Mrs``, ``Ms``, ``Dr``, ``Prof``,
+``Mme``, ...), after "my name is", "name:", "Dear", "signed:", "regards," or "sincerely," (and
+their French and German forms); and, when one of the words is a known first or last name, after a
+title that is also a noun ("Herr", "Frau", "Sir"), "Hi", "Hello", "Thanks,", "this is", "I am",
+"written by", "from:". Without context, a capitalised "First Last" pair counts when First is a
+known first name and Last a known last name (an initial, a middle name or a particle between),
+unless both are also everyday words (``Will Power``, ``May Day``, ``Chase Bank``). The names are
+those of ``names.txt`` beside this module, made from faker's lists for 21 locales; nothing is
+downloaded. A lone first name without context ("Jane called") is left alone, and so are role words
+after a cue (``Dear Customer``, ``Kind regards, The Support Team``).
+
+Overlaps are resolved by priority (the order of the table): a finding that overlaps one of a
+kind above it is dropped, so the longer, structured kinds come first. Offsets in
+:class:`Finding` are in the original text. The scrubber is fail-closed: :func:`scrub_value` raises
 :class:`ScrubError` on a value it does not know how to scrub rather than let it through.
 
 >>> scrub("Mail jo@example.com or call (555) 123-4567.").text
 'Mail [EMAIL] or call [PHONE].'
 >>> scrub("Order 2024-03-15, $1,234.56, v3.11.7").findings
 ()
+>>> scrub("Dear Mr Okafor, your parcel for 221B Baker Street, London NW1 6XE is late.").text
+'Dear Mr [NAME], your parcel for [ADDRESS] is late.'
+>>> scrub("Will Power and Grace Period ship May 2024 to 3 Tennis Court players.").findings
+()
 """
 
 from __future__ import annotations
 
 import ipaddress
+import math
 import re
 from bisect import bisect_left
+from collections import Counter
 from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
 from typing import Any, Callable, Iterator
 
 PLACEHOLDERS = {
+    "SECRET": "[SECRET]",
     "EMAIL": "[EMAIL]",
     "IBAN": "[IBAN]",
     "CARD": "[CARD]",
@@ -62,7 +102,10 @@ PLACEHOLDERS = {
     "SSN": "[SSN]",
     "NINO": "[NINO]",
     "NIR": "[NIR]",
+    "DOB": "[DOB]",
+    "ADDRESS": "[ADDRESS]",
     "PHONE": "[PHONE]",
+    "NAME": "[NAME]",
 }
 
 
@@ -379,7 +422,516 @@ def _phones(text: str) -> Iterator[tuple[int, int]]:
             i += 1
 
 
+# -- secrets ------------------------------------------------------------------------------------
+# Keys with a well-known prefix count wherever they are; any other long token counts only just
+# after a word like "key", "token" or "secret" and only when it looks random.
+
+_SECRET_PREFIXED = re.compile(
+    r"(?<![\w-])(?:"
+    r"sk-(?:ant-|proj-|svcacct-|admin-)?[A-Za-z0-9_-]{20,}"  # OpenAI, Anthropic
+    r"|gh[pousr]_[A-Za-z0-9]{36,255}|github_pat_[A-Za-z0-9_]{22,255}"  # GitHub
+    r"|(?:AKIA|ASIA|ABIA|ACCA)[A-Z0-9]{16}"  # AWS access key ids
+    r"|xox[abposr]-[A-Za-z0-9-]{10,}"  # Slack
+    r"|AIza[0-9A-Za-z_-]{35}"  # Google
+    r"|glpat-[0-9A-Za-z_-]{20,}"  # GitLab
+    r"|[sr]k_(?:live|test)_[0-9A-Za-z]{16,}"  # Stripe
+    r"|hf_[A-Za-z0-9]{30,}|npm_[A-Za-z0-9]{36}"  # Hugging Face, npm
+    r"|eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}"  # a JSON web token
+    r")(?![\w-])"
+)
+_PRIVATE_KEY = re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?-----END [A-Z ]*PRIVATE KEY-----", re.S)
+_SECRET_CUE = re.compile(  # on the lower-case text, like _DOB_CUE
+    r"(?P<word>k(?<![a-z0-9].)ey|t(?<![a-z0-9].)oken|s(?<![a-z0-9].)ecret|b(?<![a-z0-9].)earer"
+    r"|p(?<![a-z0-9].)(?:assword|asswd|wd|assphrase)|c(?<![a-z0-9].)redentials?)(?![a-z0-9])"
+    r"[\"'`]?(?:\s{0,3}(?::=|=>|[:=])\s{0,3}|\s(?:is\s|was\s)?)[\"'`]?"
+)
+_SECRET_TOKEN = re.compile(r"[A-Za-z0-9_\-+/=.~]{6,512}")
+_PASSWORD_CUE = frozenset(("password", "passwd", "pwd", "passphrase"))
+
+
+def _lower(text: str) -> str:
+    """``text`` in lower case with the same offsets (a character whose lower case is longer, like
+    "İ", stays as it is)."""
+    lower = text.lower()
+    if len(lower) == len(text):
+        return lower
+    return "".join(c if len(c.lower()) != 1 else c.lower() for c in text)
+
+
+def _entropy(s: str) -> float:
+    """Shannon entropy in bits per character."""
+    n = len(s)
+    return -sum(c / n * math.log2(c / n) for c in Counter(s).values())
+
+
+def _looks_random(token: str, password: bool) -> bool:
+    """Whether ``token`` (just after a word like "key") reads as a secret rather than a word or id."""
+    letters, digits = any(c.isalpha() for c in token), any(c.isdigit() for c in token)
+    if password:  # short will do, but not a word or a name in code ("password is wrong", "self.pwd")
+        symbols = any(not c.isalnum() and c not in "_." for c in token)
+        return len(token) >= 6 and letters and (digits or (symbols and len(token) >= 8))
+    if not (letters and digits):
+        return False
+    if all(c in "0123456789abcdefABCDEF-" for c in token):
+        return len(token.replace("-", "")) >= 32  # a hex digest or a UUID
+    mixed = any(c.islower() for c in token) and any(c.isupper() for c in token)
+    if len(token) < 16 or _entropy(token) < 3.0:
+        return False
+    # mixed case with digits reads as random; one case with digits only when long and without words
+    return mixed or (len(token) >= 32 and not re.search(r"[a-z]{7}|[A-Z]{7}", token))
+
+
+_SECRET_HINTS = ("sk-", "ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_", "AKIA", "ASIA", "ABIA", "ACCA", "xox",
+                 "AIza", "glpat-", "_live_", "_test_", "hf_", "npm_", "eyJ")
+_SECRET_CUE_HINTS = ("key", "token", "secret", "bearer", "pass", "pwd", "credential")
+
+
+def _secrets(text: str) -> Iterator[tuple[int, int]]:
+    # substring tests first: most text has none of these, and they cost far less than the patterns
+    if any(h in text for h in _SECRET_HINTS):
+        yield from _prefixed_secrets(text)
+    if "-----BEGIN" in text:
+        for m in _PRIVATE_KEY.finditer(text):
+            yield m.span()
+    lower = _lower(text)
+    if any(h in lower for h in _SECRET_CUE_HINTS):
+        for cue in _SECRET_CUE.finditer(lower):  # "api_key=...", "Bearer ...", "the token is ..."
+            m = _SECRET_TOKEN.match(text, cue.end())
+            if m is None:
+                continue
+            token = m.group(0).rstrip(".,;")
+            if _looks_random(token, cue.group("word") in _PASSWORD_CUE):
+                yield m.start(), m.start() + len(token)
+
+
+def _prefixed_secrets(text: str) -> Iterator[tuple[int, int]]:
+    for m in _SECRET_PREFIXED.finditer(text):
+        s = m.group(0)
+        if s.startswith("sk-") and not (any(c.isdigit() for c in s[3:]) and any(c.isalpha() for c in s[3:])):
+            continue  # "sk-learn-style-words-joined-by-dashes" is no key
+        yield m.span()
+
+
+# -- dates of birth ---------------------------------------------------------------------------
+
+_MONTHS = (
+    "january|february|march|april|may|june|july|august|september|october|november|december"
+    "|jan|feb|mar|apr|jun|jul|aug|sept|sep|oct|nov|dec"
+    "|januar|jänner|februar|märz|mai|juni|juli|oktober|dezember"
+    "|janvier|février|fevrier|mars|avril|juin|juillet|août|aout|septembre|octobre|novembre|décembre|decembre"
+)
+# matched against the text in lower case (same offsets, see _lower): a first-character class lets
+# the engine skip, where IGNORECASE would try every position
+_DOB_CUE = re.compile(
+    r"(?:b(?<![\w].)(?:orn|irth\s*date|irthday)|d(?<![\w].)(?:\.?o\.?b\.?|ate\s+of\s+birth|ate\s+de\s+naissance)"
+    r"|g(?<![\w].)(?:eboren|eb\.|eburtsdatum|eburtstag)|n(?<![\w].)(?:ée|é|ee))(?![\w])"
+)
+_DOB_DATE = re.compile(
+    rf"(?i:(?<![\w.])(?:"
+    rf"(?P<d1>\d{{1,2}})[./-](?P<m1>\d{{1,2}})[./-](?P<y1>\d{{4}}|\d{{2}})"
+    rf"|(?P<y2>\d{{4}})[./-](?P<m2>\d{{1,2}})[./-](?P<d2>\d{{1,2}})"
+    rf"|(?P<d3>\d{{1,2}})(?:st|nd|rd|th|er|\.)?\s(?:of\s)?(?:{_MONTHS})\.?,?\s(?P<y3>\d{{4}})"
+    rf"|(?:{_MONTHS})\.?\s(?P<d4>\d{{1,2}})(?:st|nd|rd|th)?,?\s(?P<y4>\d{{4}})"
+    rf"|(?:{_MONTHS})\.?\s(?P<y5>\d{{4}})"
+    rf"|(?P<y6>(?:19|20)\d\d)"
+    rf")(?![\w]|[./-]\d))"
+)
+
+
+def _date_ok(m: re.Match) -> bool:
+    g = m.groupdict()
+    day = next((int(g[k]) for k in ("d1", "d2", "d3", "d4") if g[k]), 1)
+    month = next((int(g[k]) for k in ("m1", "m2") if g[k]), 1)
+    if g["d1"] and month > 12:  # 03/15/1984: month first
+        day, month = month, day
+    year = next((g[k] for k in ("y1", "y2", "y3", "y4", "y5", "y6") if g[k]), "")
+    if len(year) == 4 and not 1870 <= int(year) <= 2100:
+        return False
+    return 1 <= day <= 31 and 1 <= month <= 12
+
+
+_DOB_HINTS = ("born", "dob", "d.o.b", "birth", "geb", "né", "nee", "naissance")
+
+
+def _dobs(text: str) -> Iterator[tuple[int, int]]:
+    lower = _lower(text)
+    if not any(h in lower for h in _DOB_HINTS):
+        return
+    for cue in _DOB_CUE.finditer(lower):
+        # the date follows closely ("born on 3 March 1984", "DOB (dd/mm/yyyy): 03/04/1984"): three
+        # words at most, no other number and no sentence end in between
+        m = _DOB_DATE.search(text, cue.end(), cue.end() + 48)
+        if m is None:
+            continue
+        between = text[cue.end() : m.start()]
+        if any(c.isdigit() for c in between) or len(between.split()) > 3 or re.search(r"[.!?;]\s|\n\s*\n", between):
+            continue
+        if _date_ok(m):
+            yield m.span()
+
+
+# -- street addresses -------------------------------------------------------------------------
+# A house number, one to four capitalised words and a street word ("221B Baker Street",
+# "1600 Pennsylvania Ave NW, Washington, DC 20500"); the German order with the number after the
+# street ("Hauptstraße 5", "Karl-Marx-Allee 12a, 10243 Berlin"); the French "12, rue de la Paix".
+# A unit and a postcode (with its town) that follow are part of it.
+
+_UP = "".join(chr(c) for c in range(0x41, 0x250) if chr(c).isupper())
+_LO = "".join(chr(c) for c in range(0x61, 0x250) if chr(c).islower())
+_TW = rf"(?:[{_UP}]['’])?[{_UP}][{_LO}]+(?:[{_UP}][{_LO}]+)?(?:-[{_UP}][{_LO}]+)*"  # O'Brien, McDonald, Saint-Honoré
+_CAPS = rf"[{_UP}]{{2,}}(?:-[{_UP}]{{2,}})*"
+
+_STREET_WORDS = (
+    "Street|St|Road|Rd|Avenue|Ave|Av|Lane|Ln|Boulevard|Blvd|Drive|Dr|Way|Place|Pl|Court|Ct|Terrace|Ter"
+    "|Close|Crescent|Cres|Square|Sq|Parkway|Pkwy|Highway|Hwy|Circle|Cir|Trail|Trl|Row|Grove|Gardens|Mews"
+    "|Walk|Alley|Heights|Path|Pike|Ridge|Loop|Crossing|Plaza|Expressway|Freeway|Turnpike|Wharf|Quay"
+    "|Embankment|Parade|Esplanade|Promenade|Rise|Vale"
+)
+_DIRECTION = r"(?:N|S|E|W|NE|NW|SE|SW|North|South|East|West)"
+_UNIT = (r"(?:,?\s(?:Apt|Apartment|Suite|Ste|Unit|Flat|Floor|Fl|Room|Rm|Bldg|Building|#)\.?\s?#?"
+         r"[A-Za-z0-9-]{1,6}(?![\w]))")
+_TOWN_LINK = r"(?:sur|sous|lès|les|le|la|am|an|der|im|in|bei|vorm|vor|ob|on|upon)(?!\w)"  # Frankfurt am Main
+_TOWN = rf"(?:{_TW}|{_CAPS})(?:[ -](?:{_TW}|{_CAPS}|{_TOWN_LINK})){{0,3}}"
+_POSTCODE_TAIL = (
+    rf"(?:,?\s{_TOWN},?\s(?:[A-Z]{{2}}\s)?\d{{5}}(?:-\d{{4}})?(?!\w)"  # Springfield, IL 62704
+    rf"|,?\s(?:{_TOWN},?\s)?[A-Z]{{1,2}}\d[A-Z\d]?\s?\d[A-Z]{{2}}(?!\w)"  # London NW1 6XE
+    rf"|,?\s(?:[A-Z]{{1,2}}-)?\d{{4,5}}\s{_TOWN})"  # 10115 Berlin, 75002 Paris
+)
+_ADDRESS_EN = re.compile(
+    rf"\d(?<![\w.,/#$€£-].)(?:\d{{0,4}}[A-Za-z]?(?:[-–]\d{{1,5}}[A-Za-z]?)?)(?![\w-]),?\s"
+    rf"(?P<words>(?:(?:{_TW}|{_DIRECTION}\.?|\d{{1,3}}(?:st|nd|rd|th)|St\.?)\s){{1,4}})"
+    rf"(?P<suffix>{_STREET_WORDS})\.?(?!\w)(?:\s{_DIRECTION}(?!\w))?"
+)
+_ADDRESS_EN_CAPS = re.compile(
+    rf"\d(?<![\w.,/#$€£-].)(?:\d{{0,4}}[A-Z]?)(?![\w-]),?\s(?P<words>(?:[A-Z]{{2,}}\s){{1,4}})"
+    rf"(?P<suffix>{_STREET_WORDS.upper()})\.?(?!\w)"
+)
+_DE_SUFFIX = r"straße|strasse|str\.|weg|allee|platz|gasse|damm|ufer|chaussee|ring|steig|pfad"
+_ADDRESS_DE = re.compile(
+    rf"[{_UP}](?<![\w-].)(?:[{_LO}]+|[{_LO}]*(?:-(?:[{_UP}][{_LO}]+|[{_UP}]\.))+-)(?:{_DE_SUFFIX}|{_DE_SUFFIX.title()})"
+    rf"|[{_UP}](?<![\w-].)[{_LO}]+(?:e[nrs]?)?\s(?:Straße|Strasse|Str\.|Weg|Allee|Platz|Gasse|Ring|Damm|Ufer|Chaussee)"
+)
+_DE_NUMBER = re.compile(r"\s\d{1,4}[a-z]?(?:\s?[-/]\s?\d{1,4}[a-z]?)?(?![\w,.]\d|\w)")
+# German compounds that are no street: a seat, a workplace, a parking space, a seller
+_NOT_A_STREET_DE = re.compile(
+    r"(?i:(?:arbeits|sitz|stell|park|spiel|steh|liege|studien|ausbildungs|krippen|kita|camping|zelt|sport|abstell"
+    r"|schreib|lager)platz|[klt]äufer)$"
+)
+# English words ending in -ring; a gerund ("Monitoring 24") is no street unless a name comes before
+# the ring ("Haasering 6")
+_ENGLISH_RING = frozenset(
+    "spring string offspring hamstring bowstring drawstring shoestring herring earring bring wring during".split()
+)
+_GERUND = re.compile(r"[aeiou]ring$")
+_ADDRESS_FR = re.compile(
+    rf"\d(?<![\w.,/#$€£-].)\d{{0,3}}(?:\s?(?:bis|ter|[A-Z]))?(?![\w-]),?\s"
+    rf"(?:rue|Rue|RUE|avenue|Avenue|av\.|Av\.|boulevard|Boulevard|bd|Bd|allée|Allée|impasse|Impasse|chemin|Chemin"
+    rf"|quai|Quai|place|route|cours|square|passage|faubourg|Faubourg)\s"
+    rf"(?:(?:de\sla|de\sl'|du|des|de|d'|la|le|les|l')\s?)?"
+    rf"(?:{_TW}|[{_UP}]['’]{_TW})(?:\s(?:(?:de|du|des|la|le|les|d'|l')\s?)?(?:{_TW}|[{_UP}]['’]{_TW})){{0,3}}"
+)
+# street words that, after such a word, name no street: "2 TB Hard Drive", "5 Supreme Court justices"
+_NOT_A_STREET_BEFORE = {
+    "Court": frozenset("Supreme High District Federal Appeals Crown County Family Food Tennis Basketball Squash"
+                       .split()),
+    "Drive": frozenset("Hard Flash Thumb Disk Disc Solid External Optical Test Pen Network USB".split()),
+    "Lane": frozenset("Fast Slow Express Memory Bus Bike Cycle Overtaking".split()),
+    "Way": frozenset("Milky One Two Three Four Easy Best Only Right Wrong Same Other".split()),
+    "Place": frozenset("First Second Third Fourth Fifth Last Market Work Meeting Safe Common Happy Hiding".split()),
+    "Walk": frozenset("Cake Moon Space".split()),
+    "Row": frozenset("Death Front Back".split()),
+}
+# words that make no street name anywhere in it: "Chapter 5 The Way Forward"
+_NOT_A_STREET_WORD = frozenset("The A An My Your Our Their His Her Its This That No Any Every Each Another".split())
+_UNIT_BEFORE = re.compile(r"(?:Flat|Apartment|Apt|Unit|Suite|Studio|Room)\.?\s#?[A-Za-z0-9-]{1,6},?\s$")
+_TAIL = re.compile(rf"{_UNIT}?(?:{_POSTCODE_TAIL})?")
+
+
+def _with_tail(text: str, end: int) -> int:
+    m = _TAIL.match(text, end)
+    return m.end() if m else end
+
+
+def _addresses(text: str) -> Iterator[tuple[int, int]]:
+    for pattern in (_ADDRESS_EN, _ADDRESS_EN_CAPS):
+        for m in pattern.finditer(text):
+            words = [w.title() for w in m.group("words").split()]
+            suffix = m.group("suffix").title()
+            if words[-1] in _NOT_A_STREET_BEFORE.get(suffix, ()) or _NOT_A_STREET_WORD.intersection(words):
+                continue
+            unit = _UNIT_BEFORE.search(text, max(0, m.start() - 24), m.start())
+            yield (unit.start() if unit else m.start()), _with_tail(text, m.end())
+    for m in _ADDRESS_FR.finditer(text):
+        yield m.start(), _with_tail(text, m.end())
+    for m in _ADDRESS_DE.finditer(text):
+        n = _DE_NUMBER.match(text, m.end())
+        if n is None:
+            continue
+        street = m.group(0)
+        if " " not in street and (_NOT_A_STREET_DE.search(street) or street.lower() in _ENGLISH_RING
+                                  or _GERUND.search(street) and _key(street[:-4]) not in _name_lists()[1]):
+            continue
+        yield m.start(), _with_tail(text, n.end())
+
+
+# -- person names -----------------------------------------------------------------------------
+# Context first, then known first and last names (see the module docstring). The lists are read
+# from names.txt once, on the first scrub that needs them.
+
+_NAME_WORD = rf"(?:[{_UP}]\.-)?{_TW}(?:-[{_UP}]\.)?"  # "H.-Dieter" and "Hans-J." too
+_NAME_CAPS = rf"[{_UP}]{{2,}}(?:['’-][{_UP}]{{2,}})*"
+_INITIAL = rf"[{_UP}]\."
+_PARTICLE = (r"(?:van der|van den|van de|von der|von|van|de la|de los|de las|della|delle|del|dei|de|da|das|dos|di|du"
+             r"|der|den|ter|ten|zu|le|la|bin|ibn|al|el|Van|Von|De|Da|Das|Dos|Di|Du|Del|Della|La|Le)")
+# one name word, with where it starts and ends; a possessive 's stays outside
+_NAME_TOKEN = re.compile(
+    rf"[{_UP}](?<![\w@'’.-].)(?:\.-[{_UP}])?(?:['’][{_UP}])?[{_LO}]+(?:[{_UP}][{_LO}]+)?(?:-[{_UP}][{_LO}]+)*"
+    rf"(?:-[{_UP}]\.)?"
+    r"(?![\w@-]|\.\w|['’][^\Ws])"
+)
+# abbreviations take any capitalised word; titles that are also nouns ("die Frau", "the Doctor") a
+# known name
+_HONORIFIC = re.compile(
+    r"(?<![\w.])(?:(?P<short>Mr|Mrs|Ms|Mx|Dr|Prof|Mme|Mlle|MR|MRS)\.?"
+    r"|Miss|Herr|Frau|Monsieur|Madame|Mister|Doctor|Sir|Dame)"
+    r"(?=[ \t])"
+)
+# strong cues take any capitalised words; weak ones need a known first or last name among them
+_NAME_CUES = (
+    r"(?P<strong>my\s+name\s+is|my\s+name's|(?:full\s+|first\s+|last\s+|sur|given\s+|patient\s+|customer\s+"
+    r"|account\s+holder\s+|cardholder\s+)?name\s*:|signed\s*:|signed\s+by"
+    r"|(?:kind|best|warm|warmest)\s+regards\s*,|regards\s*,"
+    r"|yours\s+(?:sincerely|truly|faithfully)\s*,|sincerely\s*,|dear|je\s+m'appelle|mon\s+nom\s+est|nom\s*:|prénom\s*:"
+    r"|ich\s+heiße|ich\s+heisse|mein\s+name\s+ist|vorname\s*:|nachname\s*:|mit\s+freundlichen\s+grüßen\s*,?"
+    r"|cordialement\s*,"
+    r"|viele\s+grüße\s*,?|bien\s+à\s+vous\s*,?)"
+    r"|(?P<weak>(?:written|opened|reported|submitted|approved|sent|signed|filled\s+in|created|requested|raised)\s+by"
+    r"|signed\s*,?|hi|hello|hey|thanks\s*,|thank\s+you\s*,|cheers\s*,|best\s*,|this\s+is|i\s+am|i'm|bonjour|hallo"
+    r"|merci\s*,"
+    r"|contact\s*:|from\s*:|patient\s*:|customer\s*:|cardholder\s*:|attn\s*:?|c/o)"
+)
+# Cues are looked for only just before a capitalised word, and only where the text before it ends
+# in a cue's last character: scanning the whole text for fifty phrases would cost ten times more.
+_NAME_CUE_BEFORE = re.compile(rf"(?i:(?<![\w])(?:{_NAME_CUES}))(?![\w])[ \t]*(?:\r?\n[ \t]*)?\Z")
+_CUE_LAST_WORDS = frozenset(
+    "is ist est am by dear hi hello hey bonjour hallo m'appelle heiße heisse i'm attn c/o signed grüßen grüße vous"
+    .split()
+)
+_WORD_START = re.compile(rf"[{_UP}](?<![\w@'’.-].)")
+_LOWER_NAME_CUE = re.compile(r"[Nn](?<![\w].)(?:ame|AME)(?:\s+(?:is|IS)|['’]s|\s*:)[ \t]*(?=[^\W\d_])")
+_NOT_A_NAME = frozenset(
+    """sir madam madame sirs ma'am mum mom dad customer customers client clients team support colleague colleagues
+    friend friends all everyone everybody member members valued user users recipient applicant candidate student
+    parent parents patient doctor manager hiring committee board there folks guys hello thanks thank regards best kind
+    sincerely yours the a an our my your their this that these those support service services sales billing admin
+    administrator management staff department office company inc ltd llc gmbh corp bank group account accounts owner
+    holder unknown none anonymous test example user customer care helpdesk desk reception hr it security
+    monday tuesday wednesday thursday friday saturday sunday january february march april may june july august
+    september october november december not no yes ok okay please sorry again also just still here now today
+    street road avenue lane drive way place court boulevard square terrace close crescent gardens hospital clinic
+    university college school institute center centre foundation hotel airport station park museum library church
+    cathedral hall stadium bridge tower building house palace castle river lake mountain island beach bay valley city
+    county state republic kingdom north south east west new old great saint san santa fort port mount
+    herr frau monsieur mme mlle mr mrs ms dr prof""".split()
+)
+# words that end a pair: "Victoria Station", "Albert Street", "Santos GmbH"
+_NOT_A_SURNAME = frozenset(
+    """street st road rd avenue ave lane drive way place court boulevard square terrace close crescent gardens plaza
+    hospital clinic university college school institute center centre foundation hotel airport station museum
+    library cathedral stadium bridge tower building palace castle river lake mountain island beach bay valley city
+    county state republic kingdom inc ltd llc gmbh ag sa sarl corp co company bank group team support service
+    services sales monday tuesday wednesday thursday friday saturday sunday january february march april june july
+    august september october november december""".split()
+)
+# first names that are also everyday words or places: such a name and a last name that is one too
+# ("Will Power" is no person, "Chase Bank" neither) need context
+_WORDLIKE = frozenset(
+    """amber amor angel april archer asia august aurora austin autumn beat bill brandy brooklyn can carolina carter
+    chad chase chelsea cheyenne cooper crystal daisy dakota dale dawn del destiny don drew else faith floor florence
+    frank georgia glen grace grant gun guy hardy harmony hazel holly hope hunter india iris israel ivy jack jade job
+    jordan joy june kingston li lily lincoln line lo lorraine lot love madison mar marine mark mason max may melody
+    mercedes milton my olive om orlando paris parker pastor paz penny per phoenix preston ray rose rowan ruby
+    savannah siena sierra sol sue summer sydney taylor trinity una uno van victoria violet virginia willow wolf
+    baker ball banks baron bauer bell berg best birch bird bishop black blanc blanche bond braun brown buck bud case
+    cherry church clay cook cross day deacon duke engel field fisher fox frost fuchs gay glass good graf green hall
+    hampton heath hill horn house houston hunt jung kaiser key king klein koch könig lane lange law leone lima little
+    long miles moon noble north oak page park petit porter post power price prince read reed rice rich richter roux
+    savage schwarz sharp short small snow sommer stone storm strong swift turner valencia vogel wade walker wall west
+    white winter wise wood young""".split()
+)
+# first names that open no pair without context: English words that start sentences
+_NEVER_FIRST = frozenset("can my else job line lot floor gun beat van del lo om una uno per".split())
+
+
+@lru_cache(maxsize=1)
+def _name_lists() -> tuple[frozenset[str], frozenset[str]]:
+    """The first and last names of runtime/names.txt (lower case), read once."""
+    first: set[str] = set()
+    last: set[str] = set()
+    into = first
+    text = resources.files(__package__ or "vox.runtime").joinpath("names.txt").read_text(encoding="utf-8")
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        if line == "[first]":
+            into = first
+        elif line == "[last]":
+            into = last
+        else:
+            into.add(line)
+    if not first or not last:
+        raise ScrubError("runtime/names.txt has no names; the NAME detector cannot run")
+    return frozenset(first), frozenset(last)
+
+
+def _key(word: str) -> str:
+    """How a name is looked up: lower case, a straight apostrophe, without an initial ("H.-Dieter",
+    "Hans-J.")."""
+    if word[1:3] == ".-":
+        word = word[3:]
+    if word[-3:-2] == "-" and word.endswith("."):
+        word = word[:-3]
+    return word.casefold().replace("’", "'")
+
+
+def _is_last(word: str, last: frozenset[str], first: frozenset[str]) -> bool:
+    key = _key(word)
+    if key in last:
+        return True
+    parts = key.split("-")  # Smith-Jones, Müller-Lüdenscheidt: one part a known last name will do
+    return len(parts) > 1 and any(p in last for p in parts)
+
+
+_GAP = re.compile(rf"[ \t]+(?:(?:{_INITIAL}|[{_UP}](?=\s))[ \t]+)*(?:(?P<particle>{_PARTICLE})[ \t]+(?=[{_UP}]))?")
+_CUE_WORD = re.compile(rf"(?:{_INITIAL}|{_NAME_WORD}|{_NAME_CAPS})(?![\w@-])")
+_CUE_WORD_ANY_CASE = re.compile(rf"(?:{_INITIAL}|{_NAME_WORD}|{_NAME_CAPS}|[^\W\d_]{{2,}})(?![\w@-])")
+_CUE_GAP = re.compile(rf"[ \t]+(?:{_PARTICLE}[ \t]+)?")
+_STREET_BEFORE = re.compile(r"\d{1,5}[A-Za-z]?\s(?:[A-Z][\w.]*\s){1,4}$")
+
+
+def _names(text: str) -> Iterator[tuple[int, int]]:
+    first, last = _name_lists()
+    for m in _HONORIFIC.finditer(text):  # "Mr Smith", "Dr. A. B. Jones", "Frau Müller"
+        if m.group(0).startswith(("Dr", "DR")) and _STREET_BEFORE.search(text, max(0, m.start() - 48), m.start()):
+            continue  # "12 Elm Dr": the street word
+        span = _name_after(text, m.end(), first, last, strong=m.group("short") is not None, caps=True)
+        if span:
+            yield span
+    for m in _WORD_START.finditer(text):  # "Dear Jane", "Kind regards,\nJane Doe", "Name: Jane Doe"
+        cue = _cue_before(text, m.start())
+        if cue is not None:
+            span = _name_after(text, m.start(), first, last, strong=cue.group("strong") is not None)
+            if span:
+                yield span
+    for m in _LOWER_NAME_CUE.finditer(text):  # "name: jane doe"
+        if text[m.end()].islower():
+            span = _name_after(text, m.end(), first, last, strong=True, any_case=True)
+            if span:
+                yield span
+    for m in _NAME_TOKEN.finditer(text):  # a known first name, perhaps a middle one, and a known last name
+        key = _key(m.group(0))
+        if key in first and key not in _NEVER_FIRST:
+            end = _pair_end(text, m.end(), key, first, last)
+            if end:
+                yield m.start(), end
+
+
+def _opens_name(text: str, m: re.Match, key: str, first: frozenset[str], last: frozenset[str]) -> bool:
+    """Whether the first name ``key``, which is also a month or a role word, starts a name here:
+    "by June Brown" does, "by May 2024" does not."""
+    if key not in first:
+        return False
+    gap = _CUE_GAP.match(text, m.end())
+    after = _CUE_WORD.match(text, gap.end()) if gap else None
+    return after is not None and _key(after.group(0)) not in _NOT_A_NAME and _is_last(after.group(0), last, first)
+
+
+def _cue_before(text: str, i: int) -> re.Match | None:
+    """The name cue that ends just before position ``i`` (spaces and one line break between), if any."""
+    j = i
+    while j > 0 and text[j - 1] in " \t\r\n":
+        j -= 1
+    if j == i or j == 0:
+        return None
+    if text[j - 1] not in ":,":
+        k = j
+        while k > 0 and (text[k - 1].isalpha() or text[k - 1] in "'/"):
+            k -= 1
+        if text[k:j].lower() not in _CUE_LAST_WORDS:
+            return None
+    return _NAME_CUE_BEFORE.search(text, max(0, i - 64), i)
+
+
+def _pair_end(text: str, pos: int, first_key: str, first: frozenset[str], last: frozenset[str]) -> int | None:
+    """Where the name that starts with the first name ending at ``pos`` ends, or None."""
+    end = None
+    middle = False
+    while True:
+        gap = _GAP.match(text, pos)
+        m = _NAME_TOKEN.match(text, gap.end()) if gap else None
+        if m is None:
+            return end
+        word = m.group(0)
+        key = _key(word)
+        if key in _NOT_A_SURNAME:
+            return end
+        if _is_last(word, last, first):
+            if end is None and first_key in _WORDLIKE and key in _WORDLIKE:
+                return None  # "Will Power", "Chase Bank", "May Day"
+        elif gap.group("particle") and first_key not in _WORDLIKE:
+            pass  # "Ludwig van Beethoven", "Charles de Gaulle": after a particle, any capitalised word
+        elif end is None and not middle and key in first:
+            middle = True  # "Anna Maria Schmidt"
+            pos = m.end()
+            continue
+        else:
+            return end
+        end = pos = m.end()
+
+
+def _name_after(text: str, pos: int, first: frozenset[str], last: frozenset[str], *, strong: bool,
+                caps: bool = False, any_case: bool = False) -> tuple[int, int] | None:
+    """The name that a cue ending at ``pos`` introduces: up to four words, initials and particles.
+
+    A weak cue needs a known first or last name among them; words in all capitals need one too,
+    unless ``caps`` (after "MR"); lower-case words count only when ``any_case`` ("name: jane doe")
+    and known. A run that stops at a role word is no name: "Dear Acme Support".
+    """
+    pattern = _CUE_WORD_ANY_CASE if any_case else _CUE_WORD
+    while pos < len(text) and text[pos] in " \t":
+        pos += 1
+    start = end = None
+    known = False
+    for _ in range(4):
+        m = pattern.match(text, pos)
+        if m is None:
+            break
+        word = m.group(0)
+        key = _key(word.rstrip("."))
+        opens = key in _NOT_A_NAME and start is None and _opens_name(text, m, key, first, last)  # "by June Brown"
+        if key in _NOT_A_NAME and not word.endswith(".") and not opens:
+            if end is not None and not known:
+                return None
+            break
+        if word.islower() and key not in first and key not in last:
+            break
+        if start is None:
+            start = m.start()
+        if not word.endswith("."):
+            is_known = key in first or _is_last(word, last, first)
+            if word.isupper() and not (is_known or caps or known):
+                break  # "Dear ACME": capitals need a known name
+            end, known = m.end(), known or is_known
+        gap = _CUE_GAP.match(text, m.end())
+        if gap is None:
+            break
+        pos = gap.end()
+    if start is None or end is None or not (strong or known):
+        return None
+    return start, end
+
 DETECTORS: tuple[tuple[str, Callable[[str], Iterator[tuple[int, int]]]], ...] = (
+    ("SECRET", _secrets),  # first: a key is one token, whatever digits or letters it contains
     ("EMAIL", _emails),
     ("IBAN", _ibans),
     ("NIR", _nirs),  # before CARD: mod-97 is a stronger check than Luhn, and both take 15 digits
@@ -387,7 +939,10 @@ DETECTORS: tuple[tuple[str, Callable[[str], Iterator[tuple[int, int]]]], ...] = 
     ("IP", _ips),
     ("SSN", _ssns),
     ("NINO", _ninos),
+    ("DOB", _dobs),  # before PHONE and ADDRESS: the date, not a number inside it
+    ("ADDRESS", _addresses),  # before PHONE: a dropped address would leave the street in the text
     ("PHONE", _phones),
+    ("NAME", _names),
 )
 
 

@@ -2,7 +2,10 @@
 
 Before its first request a run reserves its flow's worst-case cost (the compiler's bound) against
 the tenant's and the fleet's cost per period, all or nothing, and settles to what it spent when it
-ends; a run that cannot fit is refused before it starts. Request and token rates are throttles:
+ends; a run that cannot fit is refused before it starts. The run's budget monitor (its root scope,
+``runtime/budget.py``) holds it to that same bound, and refuses a call before the call reaches
+anything here (the rate limiter included), so a run never settles to more than it reserved,
+unless a provider reports more than a call reserved (an overshoot, recorded as such). Request and token rates are throttles:
 every model call waits for its share of the minute. The ledgers live in the fleet's database
 (PostgreSQL, so that all workers share them) or, for local runs, in the state store `.vox/state.sqlite`.
 Reservations and admissions are keyed by run and step, so a resumed run is never charged twice.

@@ -11,6 +11,12 @@ A sealed value is a string ``sealed:v1:`` + base64(nonce ‖ ciphertext ‖ tag)
 field's name are the associated data, so a sealed value copied to another run or field does not
 open.
 
+The key variables (``VOX_STATE_KEY``, and the receipt ledger's ``VOX_SIGNING_KEY``,
+``VOX_SIGNING_KEY_FILE`` and ``VOX_RECEIPT_KEY``) are taken out of ``os.environ`` when a runtime
+starts (:func:`withdraw_key_variables`), so that tool code in the process, and the programs it
+starts, do not find them there; :func:`env_secret` still reads them (see spec/runtime.md, "What
+tool code can reach").
+
 >>> s = Sealer(bytes(32))
 >>> box = s.seal({"email": "ada@example.com"}, "run_1", "input")
 >>> box.startswith("sealed:v1:") and "ada" not in box
@@ -33,6 +39,9 @@ from typing import Any, Mapping
 PREFIX = "sealed:v1:"
 KEY_ENV = "VOX_STATE_KEY"
 KEY_FILE = "state.key"
+# Every variable that holds a key (or names a key file): withdrawn from os.environ at a run's start.
+KEY_VARIABLES = (KEY_ENV, "VOX_SIGNING_KEY", "VOX_SIGNING_KEY_FILE", "VOX_RECEIPT_KEY")
+_withdrawn: dict[str, str] = {}  # what withdraw_key_variables took out of os.environ
 
 
 class SealError(Exception):
@@ -95,7 +104,7 @@ def is_sealed(value: Any) -> bool:
 def load_sealer(state_dir: str | os.PathLike[str], environ: Mapping[str, str], create: bool = True) -> Sealer:
     """The state key from ``VOX_STATE_KEY``, else ``<state_dir>/state.key`` (made if ``create``),
     else a sealer that can open nothing."""
-    text = environ.get(KEY_ENV)
+    text = env_secret(environ, KEY_ENV)
     if text:
         return Sealer(_decode_key(text.strip()), KEY_ENV)
     path = Path(state_dir) / KEY_FILE
@@ -125,3 +134,27 @@ def _decode_key(text: str) -> bytes:
         return base64.b64decode(text, validate=True)
     except (ValueError, binascii.Error):
         raise SealError(f"{KEY_ENV} must be 64 hex digits or the base64 of 32 bytes") from None
+
+
+def withdraw_key_variables() -> None:
+    """Take the key variables (:data:`KEY_VARIABLES`) out of ``os.environ``, once a runtime starts
+    and before any tool runs: a `python(...)` tool reading ``os.environ``, and any program a tool
+    starts (which inherits it), does not find them. What was taken is kept here, for
+    :func:`env_secret`. ``/proc/self/environ`` still shows the environment the process started
+    with: only a key that was never in it (a key file) is out of its reach."""
+    for name in KEY_VARIABLES:
+        value = os.environ.pop(name, None)  # os.environ.pop also unsets it in the C environment
+        if value is not None:
+            _withdrawn[name] = value
+
+
+def env_secret(environ: Mapping[str, str], name: str) -> str | None:
+    """Key variable ``name`` from ``environ``, or else as the process's environment had it before
+    :func:`withdraw_key_variables` (so a copy of ``os.environ`` made after still finds the
+    process's keys).
+
+    >>> env_secret({"VOX_STATE_KEY": "00" * 32}, "VOX_STATE_KEY") == "00" * 32
+    True
+    """
+    value = environ.get(name)
+    return value if value is not None else _withdrawn.get(name)

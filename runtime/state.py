@@ -25,13 +25,16 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
+import sqlite3
 import time
 from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
 from typing import Any, Callable
 
 from vox.compiler.plan.serde import canonical_json as canonical
-from vox.runtime.fleet.store import Store, Tx, open_store
+from vox.runtime.fleet.store import Store, StoreDamaged, Tx, damaged_remedy, open_store
 from vox.runtime.sealing import Sealer, is_sealed
 
 STATE_MIGRATIONS = (
@@ -54,6 +57,21 @@ PLANS_TABLE = (("CREATE TABLE IF NOT EXISTS {p}plan (plan_hash TEXT PRIMARY KEY,
 
 class RunConflict(Exception):
     """A run id reused for a different program, flow or input."""
+
+
+class StateDamaged(StoreDamaged, RunConflict):
+    """A state file (or the database) that a run cannot use: damaged, or not writable now. Its
+    message names the file, what is wrong and what to do. It is a :class:`RunConflict` too, so that
+    every entry point that refuses a run it cannot carry on (exit 2: a file that cannot be read or
+    written) refuses this one in the same words, never as a bug in voxc."""
+
+    @classmethod
+    def of(cls, e: StoreDamaged) -> "StateDamaged":
+        if isinstance(e, cls):
+            return e
+        found = cls(e.where, e.problem, e.remedy, e.damaged, e.fix)
+        found.args = e.args  # the same words, however ``e`` put them
+        return found
 
 
 class RunMissing(LookupError):
@@ -122,7 +140,9 @@ class StoredRun:
 
 
 def hide_password(url: str) -> str:
-    """>>> hide_password("postgresql://u:secret@h/db")
+    """``url`` with its password replaced by ``***``, fit to print.
+
+    >>> hide_password("postgresql://u:secret@h/db")
     'postgresql://u:***@h/db'
     """
     return re.sub(r"://([^:/@]+):[^@]*@", r"://\1:***@", url)
@@ -235,7 +255,10 @@ class StateStore:
             if row is None or row[0] not in ("running", "waiting"):
                 return
             waits = self._read(row[1], run_id, "waiting") if row[1] is not None else []
-            waits = change(waits if isinstance(waits, list) else [waits])
+            before = waits if isinstance(waits, list) else [waits]
+            waits = change(before)
+            if waits == before and row[0] == ("waiting" if waits else "running"):
+                return  # nothing changes (a replay closing a wait it answered before)
             text = self._write(waits, run_id, "waiting") if waits else None
             tx.execute("UPDATE {p}run SET status = ?, waiting = ?, updated = ? WHERE run_id = ?",
                        ("waiting" if waits else "running", text, time.time(), run_id))
@@ -263,10 +286,11 @@ class StateStore:
             row = tx.one("SELECT epoch FROM {p}run WHERE run_id = ? FOR UPDATE", (run_id,))
             if row is None:
                 raise RunMissing(f"there is no run `{run_id}` in {hide_password(self.url)}")
-            # a new execution: the waits it still has it opens again itself
-            tx.execute("UPDATE {p}run SET owner = ?, epoch = ?, status = CASE WHEN status = 'waiting' "
-                       "THEN 'running' ELSE status END, waiting = NULL WHERE run_id = ?",
-                       (owner, row[0] + 1, run_id))
+            # The run's open waits stay as they are: until a person answers one, the run waits there,
+            # whichever process carries it on (and one that stops before it reaches them again
+            # must not leave a run nobody can approve). The new execution closes each wait it
+            # finds answered, and opens again the ones it reaches.
+            tx.execute("UPDATE {p}run SET owner = ?, epoch = ? WHERE run_id = ?", (owner, row[0] + 1, run_id))
             return row[0] + 1
 
         return self.store.run(take)
@@ -306,16 +330,23 @@ class StateStore:
 
         return self.store.run(write)
 
-    def begin(self, run_id: str, step: str, epoch: int | None = None) -> bool:
-        """Mark ``step`` as begun; True if an earlier execution had begun it and not finished it."""
+    def begin(self, run_id: str, step: str, epoch: int | None = None,
+              check: Callable[[Tx], bool | None] | None = None) -> bool:
+        """Mark ``step`` as begun; True if an earlier execution had begun it and not finished it.
+
+        ``check(tx)``, when given, runs in the same transaction and raises when what the step
+        will write when it ends cannot be written (the receipt ledger of an effect): the marker
+        and the check commit together, before the step acts, or neither does. It returns True
+        if the step's receipt is signed already: it acted before, though the journal lost it."""
         def mark(tx: Tx) -> bool:
             self.check_epoch(run_id, epoch, tx)
             row = tx.one("SELECT state FROM {p}step WHERE run_id = ? AND step = ? FOR UPDATE", (run_id, step))
+            signed = bool(check(tx)) if check is not None else False
             if row is not None:
-                return row[0] == "began"
+                return row[0] == "began" or signed
             tx.execute("INSERT INTO {p}step (run_id, step, state, value, at) VALUES (?, ?, 'began', NULL, ?)",
                        (run_id, step, time.time()))
-            return False
+            return signed
 
         return self.store.run(mark)
 
@@ -373,3 +404,234 @@ class StateStore:
         if not strict and not self.sealer.can_open:
             return "<sealed>"
         return self.sealer.open(text, run_id, what)
+
+
+# ---- damaged state files -------------------------------------------------------------------------
+
+QUICK_CHECK_MAX_BYTES = 256 * 2**20  # a larger file is checked as it is read, not up front
+
+
+def file_problem(path: str, thorough: bool = False) -> str | None:
+    """What is wrong with the SQLite file at ``path`` ("is damaged: ..."), or None if it reads whole
+    (``PRAGMA quick_check``; ``integrity_check`` when ``thorough``, which also compares every
+    index with its table). The file is opened read-only and never created.
+
+    >>> import tempfile
+    >>> bad = os.path.join(tempfile.mkdtemp(), "state.sqlite")
+    >>> _ = open(bad, "wb").write(b"not a database" * 512)
+    >>> file_problem(bad)
+    'is not a SQLite database (file is not a database)'
+    """
+    try:
+        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    except sqlite3.Error as e:
+        return f"cannot be opened ({e})"
+    try:
+        rows = con.execute("PRAGMA integrity_check" if thorough else "PRAGMA quick_check").fetchall()
+    except sqlite3.DatabaseError as e:
+        code = (getattr(e, "sqlite_errorcode", 0) or 0) & 0xFF
+        return ("is not a SQLite database" if code == 26 or "not a database" in str(e) else
+                "is damaged" if code == 11 else "cannot be read") + f" ({e})"
+    finally:
+        con.close()
+    found = [line for (text,) in rows for line in str(text).splitlines() if line and not line.startswith("***")]
+    if found == ["ok"]:
+        return None
+    more = f" (and {len(found) - 3} more)" if len(found) > 3 else ""
+    return "is damaged: " + "; ".join(found[:3]) + more
+
+
+def damaged_file(path: str, problem: str) -> StateDamaged:
+    """The error that stops a command at the damaged state file ``path``: named, with what to do."""
+    return StateDamaged(f"the state file {path}", problem, "no run can use it until it is repaired; "
+                        + damaged_remedy(path), fix=damaged_remedy(path))
+
+
+def check_state_file(path: str) -> None:
+    """:class:`StateDamaged` if the SQLite state file ``path`` (when it exists, and is not too
+    large to check quickly) is damaged: found before a run starts, not in the middle of it."""
+    try:
+        size = os.path.getsize(path)
+    except OSError:
+        return  # not there yet: made by the store that opens it
+    if size <= QUICK_CHECK_MAX_BYTES:
+        problem = file_problem(path)
+        if problem is not None:
+            raise damaged_file(path, problem)
+
+
+@dataclass
+class Salvaged:
+    """What :func:`salvage` kept of a damaged SQLite file: rows per table, and what was lost."""
+
+    tables: dict[str, int] = field(default_factory=dict)  # table -> rows kept
+    partial: list[str] = field(default_factory=list)  # tables some rows of which could not be read
+    lost: list[str] = field(default_factory=list)  # what could not be rebuilt at all (a table, an index)
+    schema_lost: bool = False  # not even the list of tables could be read: nothing was kept
+
+    @property
+    def whole(self) -> bool:
+        return not (self.partial or self.lost or self.schema_lost)
+
+
+def move_aside(path: str, now: datetime | None = None) -> str:
+    """Rename the SQLite file ``path`` (and its ``-wal`` and ``-shm`` files, which belong to it) to
+    ``path.damaged-<UTC time>``, and return that name. Nothing is deleted."""
+    stamp = (now or datetime.now(timezone.utc)).strftime("%Y%m%dT%H%M%SZ")
+    aside, n = f"{path}.damaged-{stamp}", 1
+    while any(os.path.exists(aside + suffix) for suffix in ("", "-wal", "-shm")):
+        n += 1
+        aside = f"{path}.damaged-{stamp}.{n}"
+    for suffix in ("", "-wal", "-shm"):
+        if os.path.exists(path + suffix):
+            os.rename(path + suffix, aside + suffix)
+    return aside
+
+
+def salvage(damaged: str, path: str) -> Salvaged:
+    """Write at ``path`` (a new file) what can be read of the damaged SQLite file ``damaged``:
+    its schema, every row that can be read (a table is read by rowid, past pages that cannot be,
+    never through its possibly damaged indexes, which are built again), its indexes and triggers.
+    ``damaged`` is only read."""
+    out = Salvaged()
+    src = sqlite3.connect(f"file:{damaged}?mode=ro", uri=True)
+    try:
+        try:
+            schema = src.execute("SELECT type, name, tbl_name, sql FROM sqlite_master WHERE sql IS NOT NULL "
+                                 "ORDER BY rowid").fetchall()
+        except sqlite3.DatabaseError:
+            out.schema_lost = True
+            return out
+        tmp = path + ".salvaging"
+        for suffix in ("", "-journal"):
+            if os.path.exists(tmp + suffix):
+                os.unlink(tmp + suffix)  # an earlier salvage's half-written copy, never the state
+        dst = sqlite3.connect(tmp, isolation_level=None)
+        try:
+            dst.execute("BEGIN")
+            tables = [(name, sql) for kind, name, _, sql in schema if kind == "table" and not name.startswith("sqlite_")]
+            for name, sql in tables:
+                dst.execute(sql)
+            for name, _ in tables:
+                kept, whole = _copy_rows(src, dst, name)
+                out.tables[name] = kept
+                if not whole:
+                    out.partial.append(name)
+            for kind, name, _, sql in schema:
+                if kind in ("index", "trigger", "view"):
+                    try:
+                        dst.execute(sql)
+                    except sqlite3.DatabaseError:  # a unique index the kept rows no longer fit
+                        out.lost.append(f"{kind} {name}")
+            for pragma in ("user_version", "application_id"):
+                try:
+                    value = int(src.execute(f"PRAGMA {pragma}").fetchone()[0])
+                    dst.execute(f"PRAGMA {pragma} = {value}")
+                except (sqlite3.DatabaseError, TypeError):
+                    pass
+            dst.execute("COMMIT")
+        finally:
+            dst.close()
+        os.replace(tmp, path)
+    finally:
+        src.close()
+    return out
+
+
+def _copy_rows(src: sqlite3.Connection, dst: sqlite3.Connection, table: str) -> tuple[int, bool]:
+    """Copy the rows of ``table`` that can be read, in rowid order; (rows kept, whether all were)."""
+    try:
+        columns = [row[1] for row in src.execute(f'PRAGMA table_info("{table}")')]
+    except sqlite3.DatabaseError:
+        return 0, False
+    names = ", ".join(f'"{c}"' for c in columns)
+    insert = f'INSERT INTO "{table}" (rowid, {names}) VALUES (?{", ?" * len(columns)})'
+    read = f'SELECT rowid, {names} FROM "{table}" NOT INDEXED WHERE rowid > ? ORDER BY rowid LIMIT ?'
+    kept, whole, last = 0, True, -(2**63)
+    while True:
+        try:
+            rows = src.execute(read, (last, 256)).fetchall()
+        except sqlite3.OperationalError as e:
+            if "rowid" in str(e):  # a WITHOUT ROWID table: read it in one go, as far as it reads
+                return _copy_without_rowid(src, dst, table, names, len(columns))
+            raise
+        except sqlite3.DatabaseError:
+            whole = False
+            rows = _rows_one_by_one(src, read, last)
+            if not rows:  # the next row does not read: skip it, or the pages it is on
+                found = _next_rowid(src, table, last)
+                last = found if found is not _UNREADABLE else _next_readable(src, table, last)
+                if last is None:
+                    break
+                continue
+        if not rows:
+            break
+        dst.executemany(insert, rows)
+        kept += len(rows)
+        last = rows[-1][0]
+    return kept, whole
+
+
+def _rows_one_by_one(src: sqlite3.Connection, read: str, last: int) -> list[tuple]:
+    rows: list[tuple] = []
+    while True:
+        try:
+            row = src.execute(read, (rows[-1][0] if rows else last, 1)).fetchone()
+        except sqlite3.DatabaseError:
+            return rows
+        if row is None:
+            return rows
+        rows.append(row)
+
+
+_UNREADABLE = object()
+
+
+def _next_rowid(src: sqlite3.Connection, table: str, last: int):
+    """The rowid of the row after ``last`` (whose values may not read: an overflow page lost), None
+    if there is none, or ``_UNREADABLE`` if even that cannot be read."""
+    try:
+        row = src.execute(f'SELECT rowid FROM "{table}" NOT INDEXED WHERE rowid > ? ORDER BY rowid LIMIT 1',
+                          (last,)).fetchone()
+    except sqlite3.DatabaseError:
+        return _UNREADABLE
+    return row[0] if row is not None else None
+
+
+def _next_readable(src: sqlite3.Connection, table: str, last: int) -> int | None:
+    """The greatest ``x`` past ``last`` from which ``table`` reads again (rows past ``last`` and up
+    to ``x`` are on pages that cannot be read), or None if nothing past ``last`` reads."""
+    probe = f'SELECT rowid FROM "{table}" NOT INDEXED WHERE rowid > ? ORDER BY rowid LIMIT 1'
+
+    def reads(x: int) -> bool:
+        try:
+            src.execute(probe, (x,)).fetchone()
+            return True
+        except sqlite3.DatabaseError:
+            return False
+
+    step, bad = 1, last
+    while bad + step < 2**63 - 1 and not reads(bad + step):  # widen past the damaged pages
+        step *= 2
+    if bad + step >= 2**63 - 1:
+        return None
+    good = bad + step
+    while good - bad > 1:  # and come back to where the readable pages start
+        middle = (good + bad) // 2
+        if reads(middle):
+            good = middle
+        else:
+            bad = middle
+    return good
+
+
+def _copy_without_rowid(src, dst, table: str, names: str, width: int) -> tuple[int, bool]:
+    insert = f'INSERT INTO "{table}" ({names}) VALUES (?{", ?" * (width - 1)})'
+    kept = 0
+    try:
+        for row in src.execute(f'SELECT {names} FROM "{table}"'):
+            dst.execute(insert, row)
+            kept += 1
+    except sqlite3.DatabaseError:
+        return kept, False
+    return kept, True

@@ -31,11 +31,21 @@ class TestOutcome:
 JUDGE_TURNS = 64  # judge verdicts scripted per agent and test run
 
 
+class _NoMonitor:
+    """A test's literals go nowhere: nothing to check."""
+
+    on = False
+
+
+_NO_MONITOR = _NoMonitor()
+
+
 class _Constants:
     """What evaluating a test's literal expressions needs from a run: no calls, receipts as placeholders."""
 
     def __init__(self, plan: Plan):
         self.plan = plan
+        self.labels = _NO_MONITOR
 
     def mock_receipt(self, tool: str) -> dict:
         return {"$receipt": tool}

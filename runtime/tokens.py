@@ -242,3 +242,58 @@ def reservation_tokens(request: ModelRequest, protocol: str) -> int:
 def is_exact(model_id: str, protocol: str = "openai") -> bool:
     """Whether the model's text is counted with its own tokenizer (else over-estimated)."""
     return encoding_name(model_id, protocol) is not None
+
+
+# ---- what a call costs ---------------------------------------------------------------------------
+#
+# Both are rounded up to the micro-dollar once per attempt, as the compiler's bound assumes
+# (compiler/analysis/budgets.py, ROUNDING_MICROS): rounding each kind of token apart would add up
+# to a micro-dollar per kind, and could take a reported charge past its own reservation.
+
+
+def usage_cost(price: Any, usage: Any) -> int:
+    """Micro-dollars one attempt cost, from the usage the provider reported: prompt tokens at
+    `input`, those read from the prompt cache at `cached_input` and those written to it at
+    `cache_write` (each `input` where the model declares none), output tokens at `output`.
+
+    ``price`` is the plan's price of the model (``None`` or ``free``: nothing), ``usage`` a
+    :class:`~vox.runtime.providers.messages.Usage` (its ``input_tokens`` include the cached and
+    written ones).
+
+    >>> from vox.compiler.plan.model import Price
+    >>> from vox.runtime.providers.messages import Usage
+    >>> sonnet = Price(input_micros=3_000_000, output_micros=15_000_000, cached_input_micros=300_000,
+    ...                cache_write_micros=3_750_000)
+    >>> usage_cost(sonnet, Usage(input_tokens=1_000, output_tokens=100, cached_input_tokens=200,
+    ...                          cache_creation_tokens=600))  # 200 × $3 + 200 × $0.30 + 600 × $3.75 + 100 × $15
+    4410
+    >>> usage_cost(Price(input_micros=150_000), Usage(input_tokens=1))  # rounded up, once
+    1
+    """
+    if price is None or price.free:
+        return 0
+    total = max(usage.input_tokens, 0)
+    cached = min(max(usage.cached_input_tokens, 0), total)
+    written = min(max(usage.cache_creation_tokens, 0), total - cached)
+    plain = total - cached - written
+    cached_price = price.cached_input_micros if price.cached_input_micros is not None else price.input_micros
+    write_price = price.cache_write_micros if price.cache_write_micros is not None else price.input_micros
+    exact = (plain * price.input_micros + cached * cached_price + written * write_price
+             + max(usage.output_tokens, 0) * price.output_micros)
+    return -(-exact // 1_000_000)
+
+
+def reservation_cost(price: Any, prompt: int, max_output: int) -> int:
+    """Micro-dollars one attempt reserves: its ``prompt`` tokens at the dearest price a prompt
+    token may be billed at (input, cached input or cache write) and its whole ``max_output`` at
+    `output`. Never less than :func:`usage_cost` of any usage within those counts.
+
+    >>> from vox.compiler.plan.model import Price
+    >>> sonnet = Price(input_micros=3_000_000, output_micros=15_000_000, cache_write_micros=3_750_000)
+    >>> reservation_cost(sonnet, 1_000, 100)  # 1_000 × $3.75 + 100 × $15
+    5250
+    """
+    if price is None or price.free:
+        return 0
+    dearest = max(price.input_micros, price.cached_input_micros or 0, price.cache_write_micros or 0)
+    return -(-(prompt * dearest + max_output * price.output_micros) // 1_000_000)

@@ -4,9 +4,9 @@
 enqueues the run on the `vox` DBOS queue; any worker dequeues it and carries it out from its spec,
 as the same durable workflow as a local run (:mod:`vox.runtime.durable`). Journal, receipts,
 ledgers, leases, events and heartbeats are all in the same database, so workers on different
-machines share only its URL (and the state and receipt keys, from the environment). Each worker
-beats a heartbeat; when one stops beating, exactly one of the others claims it and puts its
-pending runs back on the queue, which the open-source engine does not do by itself.
+machines share only its URL (and the state key and the receipt signing key, given explicitly).
+Each worker beats a heartbeat; when one stops beating, exactly one of the others claims it and
+puts its pending runs back on the queue, which the open-source engine does not do by itself.
 """
 
 from __future__ import annotations
@@ -31,11 +31,23 @@ class WorkerDeclaredDead(Exception):
     are being carried on elsewhere: it stops, so no run executes twice at once."""
 
 
+class FleetKeysMissing(Exception):
+    """A fleet member started without the keys every member must be given explicitly."""
+
+
 def fleet_keys_missing(env: Mapping[str, str]) -> list[str]:
-    """The keys every member of a fleet must share through the environment, when missing: a
-    key file in one machine's state folder would make its runs unreadable (and its receipts
-    unverifiable) on the others."""
-    return [name for name in ("VOX_STATE_KEY", "VOX_RECEIPT_KEY") if not env.get(name)]
+    """The keys every member of a fleet must be given explicitly, when missing: the state key
+    (``VOX_STATE_KEY``), and the receipt signing key (``VOX_SIGNING_KEY``, or a key file named by
+    ``VOX_SIGNING_KEY_FILE``, or the older ``VOX_RECEIPT_KEY`` it is derived from). A key file in
+    one machine's state folder would make its runs unreadable on the others, and a key a worker
+    made for itself in its config folder would sign receipts no other machine trusts."""
+    from vox.runtime.receipts import KEY_ENV, SIGNING_KEY_ENV, SIGNING_KEY_FILE_ENV
+    from vox.runtime.sealing import env_secret
+
+    missing = [] if env_secret(env, "VOX_STATE_KEY") else ["VOX_STATE_KEY"]
+    if not any(env_secret(env, name) for name in (SIGNING_KEY_ENV, SIGNING_KEY_FILE_ENV, KEY_ENV)):
+        missing.append(SIGNING_KEY_ENV)
+    return missing
 
 
 def submit(url: str, plan: Plan, spec: RunSpec, state_dir: str, env: Mapping[str, str]) -> str:
@@ -80,6 +92,9 @@ async def serve(url: str, state_dir: str, env: Mapping[str, str], concurrency: i
 
     from vox.runtime.fleet import WorkerRegistry
 
+    missing = fleet_keys_missing(env)
+    if missing:  # never a key of its own making: the fleet's receipts must verify on every machine
+        raise FleetKeysMissing(f"a fleet worker needs {' and '.join(missing)} (the same on every machine)")
     me = executor_id()
     async with Durability(state_dir, env, db=url, executor_id=me):
         if fleet_concurrency is not None:

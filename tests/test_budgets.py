@@ -78,16 +78,18 @@ def test_an_agent_bound_is_its_caps_and_the_rest_is_derived():
 
 def test_derived_cost_spends_tokens_the_dearest_way():
     b = bound('agent a(q: str) -> str { model: mini, budget: { tokens: 6_000, steps: 2 }, prompt: "{q}" }', "a")
-    # 2 calls × 1_000 output tokens at $0.60/M, the other 4_000 at $0.15/M
-    assert b.derived.cost_micros == 1_200 + 600
-    assert b.bound.cost_micros == 1_800 and "cost_micros" not in b.from_caps
+    # 2 calls of up to 4 billed attempts (spec/budgets.md), each at most 1_000 output tokens: all
+    # 6_000 tokens can be output, at $0.60/M, plus 1 micro-dollar of rounding per attempt
+    assert b.derived.cost_micros == 3_600 + 8
+    assert b.bound.cost_micros == 3_608 and "cost_micros" not in b.from_caps
 
 
 def test_tool_attempts_count_in_an_agents_cost():
     b = bound('agent a(q: str) -> str { model: mini, tools: [fetch], budget: { tokens: 1_200, steps: 1, tool_calls: 3 }, '
               'prompt: "{q}" }', "a")
-    # 3 calls × 3 attempts × $0.001, plus 1_000 output tokens at $0.60/M and 200 input at $0.15/M
-    assert b.derived.cost_micros == 9_000 + 600 + 30
+    # 3 calls × 3 attempts × $0.001, plus (over up to 4 billed attempts of the one model call) all
+    # 1_200 tokens as output at $0.60/M, and 1 micro-dollar of rounding per attempt
+    assert b.derived.cost_micros == 9_000 + 720 + 4
 
 
 def test_an_agent_without_caps_is_unbounded():
@@ -188,7 +190,8 @@ flow f() -> str {
 
 def test_tool_calls_count_their_retries():
     b = bound('flow f() -> str {\n  return fetch(id: "1")\n}', "f")
-    assert b.derived.cost_micros == 3_000 and b.derived.wall_ms == 6_000 and b.derived.tool_calls == 1
+    # 3 attempts of at most 2s, and the waits between them (200 ms after the first, 400 ms after the second)
+    assert b.derived.cost_micros == 3_000 and b.derived.wall_ms == 6_000 + 600 and b.derived.tool_calls == 1
 
 
 def test_a_list_literal_bounds_a_loop_without_max():

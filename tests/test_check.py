@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import doctest
 import pathlib
+import re
 
 import pytest
 
 from vox.compiler.api import check_source
+from vox.compiler.diagnostics.codes import CODES
+from vox.compiler.hir import problems
 from vox.compiler.hir import types as t
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -128,6 +132,115 @@ def test_prelude_is_clean():
 )
 def test_checker_diagnostics(body, expected):
     assert diags(body) == expected
+
+
+# One kind of problem, one code (issue 11): every place that used to report the catch-all V1005
+# "type mismatch" or V1026 "value not allowed here", with the code it reports now.
+HELPER = 'agent helper(q: str) -> str {\n  model: mini\n  tools: [lookup]\n  prompt: "{q}"\n}\n'
+ASKS = 'flow asks(q: str) -> str {\n  return helper(q: q)\n}\n'
+
+
+@pytest.mark.parametrize(
+    "body, expected",
+    [
+        # V1005: a value of one type where another is expected
+        ('flow f() -> int {\n  return "x"\n}\n', [("V1005", '"x"')]),
+        ("flow f() -> int {\n  return { a: 1 }\n}\n", [("V1005", "{ a: 1 }")]),
+        # V1027: a record literal with no type to take
+        ("flow f() -> int {\n  let r = { a: 1 }\n  return 1\n}\n", [("V1027", "{ a: 1 }")]),
+        # V1028: operations on types they do not take
+        ("flow f(x: str) -> str {\n  return x[0]\n}\n", [("V1028", "x")]),
+        ("flow f(x: str) -> str {\n  return -x\n}\n", [("V1028", "-x")]),
+        ("flow f(x: bool) -> int {\n  return x + 1\n}\n", [("V1028", "x + 1")]),
+        ("flow f(x: bool) -> bool {\n  return x < true\n}\n", [("V1028", "x < true")]),
+        ("flow f(x: str) -> list[str] {\n  return for c in x max 3 { c }\n}\n", [("V1028", "x")]),
+        ("flow f(x: int) -> int {\n  return len(x)\n}\n", [("V1028", "x")]),
+        # V1029, V1030, V1031: `let` and `return` against what the flow declares
+        ("flow f() -> int {\n  let n = none\n  return 1\n}\n", [("V1029", "none")]),
+        ("flow f() -> int {\n  return\n}\n", [("V1030", "return")]),
+        ("flow f() {\n  return 1\n}\n", [("V1031", "1")]),
+        # V1032: member values of the wrong form
+        ('agent a2(x: str) -> str {\n  model: mini\n  fallback: "mini"\n  prompt: "{x}"\n}\n',
+         [("V1032", '"mini"')]),
+        ('agent a2(x: str) -> str {\n  model: 1\n  prompt: "{x}"\n}\n', [("V1032", "1")]),
+        ("provider p2 = openai { key: 5 }\n", [("V1032", "5")]),
+        ('agent a2(x: str) -> str {\n  model: mini\n  prompt: 5\n}\n', [("V1032", "5")]),
+        ('model m2 = sim/"m2" { context: 8_000, max_output: 500, price: free, capabilities: tools }\n',
+         [("V1032", "tools")]),
+        ('model m2 = sim/"m2" { context: 8_000, max_output: 500, price: $1 }\n', [("V1032", "$1")]),
+        ('tool t2(id: str) -> str {\n  effect: read\n  bind: "x"\n}\n', [("V1032", '"x"')]),
+        ("flow f() -> int {\n  budget: $1\n  return 1\n}\n", [("V1032", "$1")]),
+        ('agent a2(x: str) -> str {\n  model: mini\n  compaction: keep(2)\n  prompt: "{x}"\n}\n',
+         [("V1032", "keep(2)")]),
+        ("budget tenant { cost: $5 }\n", [("V1032", "$5")]),
+        ('flow f(name: str) -> str {\n  return name\n}\ntest "t" {\n  flow: f\n  input: "Ada"\n}\n',
+         [("V1032", '"Ada"')]),
+        # V1033: a gate that cannot read the agent's result
+        ('gate g(n: int) {\n  check n > 0 else halt\n}\n'
+         'agent a2(x: str) -> str {\n  model: mini\n  gates: [g]\n  prompt: "{x}"\n}\n', [("V1033", "[g]")]),
+        # V1034: values the compiler must know before running
+        ("flow f(xs: list[int], n: int) -> list[int] {\n  return for x in xs max n { x }\n}\n",
+         [("V1034", "n")]),
+        ('flow f() -> int {\n  budget: { cost: $0.01 * len("abc") }\n  return 1\n}\n',
+         [("V1034", '$0.01 * len("abc")')]),
+        ('model m2 = sim/"m2" { context: 8_000, max_output: 500, price: { input: $1 * len("a"), output: $1 } }\n',
+         [("V1034", '{ input: $1 * len("a"), output: $1 }')]),
+        ('budget tenant { cost: $1 * len("a") per day }\n', [("V1034", '$1 * len("a") per day')]),
+        # V1026: values out of range
+        ('model m2 = sim/"m2" { context: 0, max_output: 500, price: free }\n', [("V1026", "0")]),
+        ('tool t2(id: str) -> str {\n  effect: read\n  retries: -1\n}\n', [("V1026", "-1")]),
+        ('agent a2(x: str) -> str {\n  model: mini\n  temperature: 3.0\n  prompt: "{x}"\n}\n', [("V1026", "3.0")]),
+        ('agent a2(x: str) -> str {\n  model: mini\n  compaction: truncate(keep_last: 0)\n  prompt: "{x}"\n}\n',
+         [("V1026", "0")]),
+        ("flow f(xs: list[int]) -> list[int] {\n  return for x in xs max -1 { x }\n}\n", [("V1026", "-1")]),
+        # V1035, V1036: a model's size and strings of the wrong form
+        ('model m2 = sim/"m2" { context: 8_000, max_output: 9_000, price: free }\n', [("V1035", "9_000")]),
+        ('model m2 = sim/"" { context: 8_000, max_output: 500, price: free }\n', [("V1036", '""')]),
+        ('provider p2 = openai { key: env("1KEY") }\n', [("V1036", '"1KEY"')]),
+        ('tool t2(id: str) -> str {\n  effect: read\n  bind: python("lookup")\n}\n', [("V1036", '"lookup"')]),
+        ('tool t2(id: str) -> str {\n  effect: read\n  bind: http.get("ftp://x/{id}")\n}\n',
+         [("V1036", '"ftp://x/{id}"')]),
+        # V1037: a declassification must say why
+        ('flow f(t: Ticket) -> str {\n  return declassify(t.body, reason: "")\n}\n', [("V1037", '""')]),
+        ("flow f(t: Ticket) -> str {\n  return declassify(t.body, reason: t.id)\n}\n", [("V1037", "t.id")]),
+        # V1038 to V1041: statements in the wrong place
+        ("flow f(xs: list[int]) -> list[int] {\n  return for x in xs max 3 { let y = x }\n}\n",
+         [("V1038", "{ let y = x }")]),
+        ("flow f(x: str) -> str {\n  par {\n    return x\n  }\n  return x\n}\n", [("V1039", "return x")]),
+        ("flow f(xs: list[int]) -> list[int] {\n  let ys = for x in xs max 3 {\n    return []\n    x\n  }\n"
+         "  return ys\n}\n", [("V1040", "return []")]),
+        ("flow f() -> int {\n  1 + 2\n  return 1\n}\n", [("V1041", "1 + 2")]),
+        # V1042 to V1045: calls and receipts in the wrong place
+        ("flow f(t: Ticket) -> str {\n  return t.id()\n}\n", [("V1042", "t.id")]),
+        ("gate g(t: Triage) {\n  check triager(ticket: t) else halt\n}\n", [("V1043", "triager")]),
+        ("tool pay(id: str) -> str { effect: write }\ntype R = { r: Receipt[pay] }\n"
+         "flow f() -> R {\n  return { r: receipt(pay) }\n}\n", [("V1044", "receipt(pay)")]),
+        # V1046 to V1049: tests and their mocks
+        ('flow f(x: str) -> str {\n  return lookup(id: x)\n}\ntest "t" {\n  flow: f\n  input: { x: "1" }\n'
+         "  approve: [lookup]\n}\n", [("V1046", "[lookup]")]),
+        (HELPER + ASKS + 'test "t" {\n  flow: asks\n  input: { q: "1" }\n  mock helper: [call lookup(id: "1")]\n}\n',
+         [("V1047", 'mock helper: [call lookup(id: "1")]')]),
+        ('flow f(x: str) -> str {\n  return lookup(id: x)\n}\ntest "t" {\n  flow: f\n  input: { x: "1" }\n'
+         '  mock lookup: [call lookup(id: "1"), reply "x"]\n}\n', [("V1048", 'call lookup(id: "1")')]),
+        ("tool pay(id: str) -> str {\n  effect: write\n  idempotent: true\n}\n" + HELPER + ASKS +
+         'test "t" {\n  flow: asks\n  input: { q: "1" }\n  mock helper: [call pay(id: "1"), reply "x"]\n}\n',
+         [("V1049", "pay")]),
+    ],
+)
+def test_each_kind_of_problem_has_its_own_code(body, expected):
+    assert diags(body) == expected
+
+
+def test_problem_constructors():
+    assert doctest.testmod(problems).failed == 0
+    source = pathlib.Path(problems.__file__).read_text()
+    emitted = re.findall(r'sink\.(?:error|warning)\(\s*"(V\d{4})"', source)
+    assert len(emitted) == len(set(emitted)), "two constructors report one code"
+    assert set(emitted) <= set(CODES)
+    # the catch-alls are reported only through their constructors, so each keeps one meaning
+    for path in pathlib.Path(problems.__file__).parent.glob("*.py"):
+        if path.name != "problems.py":
+            assert not re.search(r'"V1005"|"V1026"', path.read_text()), path.name
 
 
 def test_types_of_declarations_are_resolved():

@@ -80,13 +80,13 @@ def test_warnings_alone_exit_0(capsys, write, monkeypatch):
 
     def with_a_warning(path, text, cache=None):
         result = real(path, text)
-        extra = warning("V1026", "this value is computed and then dropped", path, Span(0, 5))
+        extra = warning("V1041", "this value is computed and then dropped", path, Span(0, 5))
         return dataclasses.replace(result, diagnostics=result.diagnostics + (extra,))
 
     monkeypatch.setattr(vox.cli.check, "check_source", with_a_warning)
     code, out, _ = run(capsys, "check", write("w.vox", CLEAN))
     assert code == 0
-    assert out.startswith("warning[V1026]")
+    assert out.startswith("warning[V1041]")
     assert out.endswith("warning: 1 warning in 1 file\n")
 
 
@@ -373,5 +373,5 @@ def test_a_fleet_member_without_the_shared_keys_is_refused(hello, command):
     unverifiable on the others: a fleet takes its keys from the environment, or does not start."""
     done = voxc(hello, *command, "--db", "postgresql://nobody@127.0.0.1:9/none")
     assert done.returncode == 2, done.stderr
-    assert b"set VOX_STATE_KEY and VOX_RECEIPT_KEY" in done.stderr
+    assert b"VOX_STATE_KEY" in done.stderr and b"VOX_SIGNING_KEY" in done.stderr
     assert not (hello / ".vox").exists()

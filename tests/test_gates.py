@@ -218,3 +218,23 @@ def test_extra_samples_add_up_over_consistency_checks_and_judges_are_counted_per
 ])
 def test_broken_programs_do_not_crash_the_analysis(text):
     assert check_source("t.vox", text).diagnostics
+
+
+def test_every_signal_of_the_registry_has_its_runtime_method():
+    """compiler/signals.py is the one list of signals: the checker types them from it, the
+    analyses read what they need from it, and the runtime implements each as a method."""
+    import inspect
+
+    from vox.compiler.hir.expressions import SIGNAL_CALLS, SIGNAL_VALUES
+    from vox.compiler.plan.model import SIGNAL_PARAMS
+    from vox.compiler.signals import SIGNALS
+    from vox.runtime.executor.agent import Signals
+
+    assert set(SIGNAL_CALLS) | set(SIGNAL_VALUES) == set(SIGNALS) == set(SIGNAL_PARAMS)
+    for name, signal in SIGNALS.items():
+        method = getattr(Signals, name)
+        assert inspect.iscoroutinefunction(method), name
+        assert list(inspect.signature(method).parameters)[1:] == [p.name for p in signal.params], name
+    documented = (ROOT / "spec" / "gates.md").read_text()
+    for name in SIGNALS:
+        assert f"`{name}" in documented, f"spec/gates.md does not document signal `{name}`"

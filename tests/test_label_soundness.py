@@ -133,7 +133,7 @@ def _expr(draw, f: Flow, depth: int) -> tuple[str, frozenset[str]]:
         left, ll = _expr(draw, f, depth - 1)
         right, rl = _expr(draw, f, depth - 1)
         if draw(st.booleans()):
-            return f"redact({left})", frozenset()
+            return f"redact({left})", ll - {"pii"}  # redact covers `pii`, not `phi`
         return f"{left} + {right}", ll | rl
     if kind == "flow":
         arg, labels = _expr(draw, f, depth - 1)
@@ -181,7 +181,7 @@ def programs(draw):
         wrapper = draw(st.sampled_from(["none", "if", "for"]))
         if wrapper == "if":
             cond, labels = _expr(draw, f, 1)
-            f.lines.append(f'  if {cond} == "yes" {{')
+            f.lines.append(f'  if {cond} != "never" {{')  # true for every value the trials use
             _sink(draw, f, labels, "    ")
             f.lines.append("  }")
         elif wrapper == "for":

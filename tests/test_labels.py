@@ -7,6 +7,7 @@ program whose provider and tools are cleared for every declared label never has 
 from __future__ import annotations
 
 import pathlib
+import re
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -438,8 +439,8 @@ def test_report_of_the_reference():
     assert all("public" not in s.labels for s in report.sinks)
     resolver_prompt = [s for s in report.sinks if s.kind == "model" and s.owner == "resolver"]
     assert any(s.labels == {"pii"} for s in resolver_prompt)
-    [(owner, span)] = report.redactions
-    assert owner == "handle" and REFERENCE[span.start:span.end] == "redact(ticket.body)"
+    [(owner, span, lowers)] = report.redactions
+    assert owner == "handle" and REFERENCE[span.start:span.end] == "redact(ticket.body)" and lowers == {"pii"}
     values = {REFERENCE[a:b]: labels for (a, b), labels in report.values.items()}
     assert values["ticket.body"] == {"pii"} and values["redact(ticket.body)"] == frozenset()
     assert values["triage.summary"] == frozenset()
@@ -491,6 +492,220 @@ flow f(ticket: Ticket) -> str {
 """
     result, _ = check(body)
     assert result.diagnostics  # name and type errors, and no exception
+
+
+# ---- redact: it lowers only the labels its detectors cover (spec/labels.md, "Going down") -------
+
+
+REDACT_PRELUDE = """\
+label pii
+label payment
+label phi
+label secret
+label internal
+
+provider pub = openai_compatible { base_url: "http://a/v1", clearance: [public] }
+provider med = openai_compatible { base_url: "http://b/v1", clearance: [public, phi, internal] }
+model m_pub = pub/"a" { context: 8_000, max_output: 100, price: free, capabilities: [tools] }
+model m_med = med/"b" { context: 8_000, max_output: 100, price: free, capabilities: [tools] }
+
+type Visit = { patient: str @pii, notes: str @phi }
+type Ticket = { id: str, body: str @pii }
+type Login = { user: str @pii, key: str @secret, card: str @payment }
+
+agent say_pub(x: str) -> str {
+  model: m_pub
+  prompt: "Say {x}"
+}
+agent say_med(x: str) -> str {
+  model: m_med
+  prompt: "Say {x}"
+}
+agent ask_pub(x: str) -> str {
+  model: m_pub
+  tools: [lookup]
+  prompt: "Answer {x}"
+}
+tool check_login(l: Login) -> str {
+  effect: read
+}
+tool file_visit(v: Visit) -> str {
+  effect: read
+  clearance: [public, phi, internal]
+}
+tool send_pub(x: str) -> str {
+  effect: read
+}
+tool lookup(q: str) -> str {
+  effect: read
+}
+"""
+
+
+def redact_check(body: str):
+    result, text = check(body, REDACT_PRELUDE)
+    return result, text, [(d.code, text[d.span.start:d.span.end]) for d in result.diagnostics]
+
+
+def test_the_redaction_table_doctests():
+    import doctest
+
+    from vox.compiler import redaction
+
+    assert doctest.testmod(redaction).failed == 0 and doctest.testmod(redaction).attempted >= 2
+
+
+def test_the_spec_table_is_the_compilers_table():
+    from vox.compiler.redaction import DETECTORS_OF_LABEL
+
+    spec = (ROOT / "spec" / "labels.md").read_text(encoding="utf-8")
+    section = spec.split("## Going down: redact and declassify", 1)[1].split("\n## ", 1)[0]
+    rows = {}
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 2 and cells[0].startswith("`") and cells[0] != "`label`":
+            rows[cells[0].strip("`")] = re.findall(r"`([A-Z]+)`", cells[1])
+    assert rows == {label: list(kinds) for label, kinds in DETECTORS_OF_LABEL.items()}
+
+
+def test_redact_lowers_pii_payment_and_secret():
+    result, _, found = redact_check("""
+flow f(l: Login, t: Ticket) -> str {
+  let a = check_login(l: redact(l))
+  let b = send_pub(x: redact(t.body))
+  return say_pub(x: redact(l.key))
+}
+""")
+    assert found == [] and result.ok
+    lowers = {text_of(result, span): sorted(labels) for _, span, labels in result.analysis.labels.redactions}
+    assert lowers == {"redact(l)": ["payment", "pii", "secret"], "redact(t.body)": ["pii"], "redact(l.key)": ["secret"]}
+
+
+def text_of(result, span) -> str:
+    return result.source.text[span.start:span.end]
+
+
+def test_redact_keeps_a_label_no_detector_covers_and_warns_once():
+    result, text, found = redact_check("""
+flow f(v: Visit) -> str {
+  return say_med(x: redact(v.notes))
+}
+""")
+    assert found == [("V3007", "redact(v.notes)")] and result.ok  # a warning: `m_med` is cleared for `phi`
+    d = result.diagnostics[0]
+    assert d.severity.name == "WARNING"
+    assert "`redact(...)` keeps `phi`" in d.message and "no detector" in d.message
+    assert "`declassify(x, reason: \"...\")`" in d.help and "`declassifies: [phi]`" in d.help
+    assert "`pii` (person names, street addresses" in d.notes[0] and "`payment` (card numbers and IBANs)" in d.notes[0]
+    assert [text[lb.span.start:lb.span.end] for lb in d.labels] == ["redact(v.notes)", "phi"]
+    [(_, _, lowers)] = result.analysis.labels.redactions
+    assert lowers == frozenset()
+
+
+def test_the_kept_label_reaches_the_sink_whose_help_does_not_offer_redact():
+    result, text, found = redact_check("""
+flow f(v: Visit) -> str {
+  return say_pub(x: redact(v.notes))
+}
+""")
+    assert found == [("V3001", "redact(v.notes)"), ("V3007", "redact(v.notes)")]
+    sink = result.diagnostics[0]
+    assert "not cleared for `phi`" in sink.message and sink.fix is None
+    assert "wrap the argument in `redact" not in sink.help and "declassify" in sink.help
+    assert "`redact(...)` cannot remove `phi`: no detector of the scrubber covers it" in sink.help
+
+
+def test_a_partly_covered_value_loses_only_the_covered_labels():
+    result, text, found = redact_check("""
+flow f(v: Visit) -> str {
+  let copy = redact(v)
+  let a = send_pub(x: copy.patient)
+  return file_visit(v: copy)
+}
+""")
+    # the copy is one scrubbed value: `.patient` carries the `phi` the record held elsewhere
+    assert found == [("V3007", "redact(v)"), ("V3002", "copy.patient")]
+    sink = result.diagnostics[1]
+    assert "carries `phi`" in sink.message and "`pii`" not in sink.message and sink.fix is None
+    [(_, _, lowers)] = result.analysis.labels.redactions
+    assert lowers == {"pii"}
+    values = {text[a:b]: labels for (a, b), labels in result.analysis.labels.values.items()}
+    assert values["redact(v)"] == {"phi"} and values["copy.patient"] == {"phi"}
+
+
+def test_a_help_names_the_labels_redact_would_and_would_not_remove():
+    result, _, found = redact_check("""
+flow f(v: Visit) -> str {
+  return say_pub(x: v.patient + v.notes)
+}
+""")
+    assert found == [("V3001", "v.patient + v.notes")]
+    d = result.diagnostics[0]
+    assert "`redact(...)` would remove `pii` but not `phi`" in d.help and d.fix is None
+
+
+def test_other_sinks_do_not_offer_redact_for_a_label_it_keeps():
+    result, text, found = redact_check("""
+flow f(v: Visit, i: str @internal) -> str {
+  let a = send_pub(x: v.notes)
+  let b = ask_pub(x: i)
+  if v.notes == "urgent" {
+    let c = send_pub(x: "page")
+  }
+  return "ok"
+}
+""")
+    by_code = {d.code: d for d in result.diagnostics}
+    assert set(by_code) == {"V3001", "V3002", "V3003", "V3006"}, found
+    for code in ("V3001", "V3002", "V3003", "V3006"):
+        d = by_code[code]
+        assert "through `redact" not in d.help and "in `redact(...)`" not in d.help, (code, d.help)
+        assert "`redact(...)` cannot remove" in d.help and d.fix is None, (code, d.help)
+
+
+def test_a_redacted_record_with_only_covered_labels_is_public_in_every_field():
+    result, _, found = redact_check("""
+flow f(t: Ticket) -> str {
+  let copy = redact(t)
+  return say_pub(x: copy.body)
+}
+""")
+    assert found == []
+
+
+def test_a_redaction_warns_once_with_the_labels_of_every_call():
+    result, text, found = redact_check("""
+flow scrubbed(x: str) -> str {
+  return say_med(x: redact(x))
+}
+flow a(v: Visit) -> str {
+  return scrubbed(x: v.notes)
+}
+flow b(i: str @internal) -> str {
+  return scrubbed(x: i)
+}
+""")
+    assert found == [("V3007", "redact(x)")]
+    assert "keeps `internal` and `phi`" in result.diagnostics[0].message
+
+
+def test_the_plan_records_what_each_redaction_lowers_at_its_call():
+    from vox.compiler.plan import ir, lower_plan
+    from vox.compiler.plan.model import walk_plan
+
+    result, text, found = redact_check("""
+flow f(v: Visit, l: Login) -> str {
+  let a = check_login(l: redact(l))
+  return file_visit(v: redact(v))
+}
+""")
+    assert [c for c, _ in found] == ["V3007"]
+    plan = lower_plan(result)
+    calls = {(n.line, n.col) for n, _ in walk_plan(plan) if isinstance(n, ir.CallExpr) and n.name == "redact"}
+    lowers = {(r.line, r.col): r.lowers for r in plan.analysis.redactions}
+    assert set(lowers) == calls and sorted(lowers.values()) == [("payment", "pii", "secret"), ("pii",)]
+    at = text.index("redact(v)")
+    assert lowers[(text[:at].count("\n") + 1, at - text.rfind("\n", 0, at))] == ("pii",)
 
 
 # ---- property: a program cleared for everything has no V3 error ------------------------------------
@@ -579,7 +794,8 @@ def test_a_program_cleared_for_every_label_has_no_v3_error(text):
 def test_narrowing_the_provider_only_adds_model_and_judge_errors(text):
     narrowed = text.replace("clearance: [public, pii, phi] }", "clearance: [public] }", 1)
     result = check_source("gen.vox", narrowed)
-    # prompts (V3001), judges (V3004) and the labelled results of an agent's tools (V3005)
-    assert {d.code for d in result.diagnostics} <= {"V3001", "V3004", "V3005"}
+    # prompts (V3001), judges (V3004) and the labelled results of an agent's tools (V3005); a
+    # `redact` that keeps `phi` (V3007) is warned about whatever the clearances
+    assert {d.code for d in result.diagnostics} <= {"V3001", "V3004", "V3005", "V3007"}
     failing = {use.kind for use in result.analysis.labels.sinks if not use.ok}
     assert failing <= {"model", "judge"}

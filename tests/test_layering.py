@@ -54,10 +54,12 @@ def test_grammar_ships_as_package_data():
 
 
 # Compiler modules the runtime shares so that a thing is done one way on both sides: money is
-# written and cost rounded as the compiler's bounds do it (units), and a tool's binding is
-# imported as pre-flight imports it (bindings). They are leaves: they import nothing of the
-# compiler, so sharing them brings the runtime none of the parser, checker or analyses.
-SHARED_WITH_THE_RUNTIME = ("vox.compiler.units", "vox.compiler.bindings", "vox.compiler.requests")
+# written and cost rounded as the compiler's bounds do it (units), a tool's binding is
+# imported as pre-flight imports it (bindings), and `redact` lowers the labels its detectors cover
+# (redaction). They are leaves: they import nothing of the compiler, so sharing them brings the
+# runtime none of the parser, checker or analyses.
+SHARED_WITH_THE_RUNTIME = ("vox.compiler.units", "vox.compiler.bindings", "vox.compiler.requests",
+                           "vox.compiler.redaction", "vox.compiler.signals")
 
 
 def test_the_runtime_reads_only_the_plan():

@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import doctest
+import importlib
+import os
+import pathlib
+import re
 
+import faker
 import pytest
 from faker import Faker
 from hypothesis import given, settings
@@ -215,3 +220,208 @@ def test_every_inserted_entity_is_removed(seed, picks):
     out = scrub(text).text
     for value in values:
         assert value not in out, (value, out)
+
+
+# ---- names, addresses, dates of birth, secrets ----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "kind, text, found",
+    [
+        # names: honorifics, cues, and known first + last name pairs
+        ("NAME", "Please call Mr Okafor back.", "Okafor"),
+        ("NAME", "Dr. A. B. Jones signed off.", "A. B. Jones"),
+        ("NAME", "Frau Müller-Lüdenscheidt ruft an.", "Müller-Lüdenscheidt"),
+        ("NAME", "Hello, my name is Priya Raghunathan and I need help.", "Priya Raghunathan"),
+        ("NAME", "Name: Zbigniew Kowalczyk", "Zbigniew Kowalczyk"),
+        ("NAME", "name: jane doe", "jane doe"),
+        ("NAME", "Dear Jane,", "Jane"),
+        ("NAME", "Kind regards,\nSiobhan Whitlock", "Siobhan Whitlock"),
+        ("NAME", "Signed: Kwame Mensah", "Kwame Mensah"),
+        ("NAME", "Hi Sarah, the box is damaged.", "Sarah"),
+        ("NAME", "The parcel was signed for by Jennifer Lawrence.", "Jennifer Lawrence"),
+        ("NAME", "Forward it to John F. Kennedy please.", "John F. Kennedy"),
+        ("NAME", "Ludwig van Beethoven wrote nine.", "Ludwig van Beethoven"),
+        ("NAME", "Ask Anna Maria Schmidt about it.", "Anna Maria Schmidt"),
+        ("NAME", "Emily O'Sullivan's order is late.", "Emily O'Sullivan"),
+        ("NAME", "MR JOHN SMITH, ACCOUNT 4", "JOHN SMITH"),
+        ("NAME", "Je m'appelle Amélie Poulain.", "Amélie Poulain"),
+        # street addresses
+        ("ADDRESS", "Ship it to 221B Baker Street, London NW1 6XE today.", "221B Baker Street, London NW1 6XE"),
+        ("ADDRESS", "I live at 1600 Pennsylvania Ave NW, Washington, DC 20500.", "1600 Pennsylvania Ave NW, Washington, DC 20500"),
+        ("ADDRESS", "Send to 42 N Main St Apt 4B, Springfield, IL 62704 asap", "42 N Main St Apt 4B, Springfield, IL 62704"),
+        ("ADDRESS", "Flat 3, 12 High Street is empty.", "Flat 3, 12 High Street"),
+        ("ADDRESS", "Meine Adresse: Hauptstraße 5, 10115 Berlin.", "Hauptstraße 5, 10115 Berlin"),
+        ("ADDRESS", "Wir wohnen in der Karl-Marx-Allee 12a.", "Karl-Marx-Allee 12a"),
+        ("ADDRESS", "Neue Adresse: Berliner Straße 17/2", "Berliner Straße 17/2"),
+        ("ADDRESS", "Livrez au 12, rue de la Paix, 75002 Paris svp.", "12, rue de la Paix, 75002 Paris"),
+        ("ADDRESS", "au 5 avenue des Champs-Élysées", "5 avenue des Champs-Élysées"),
+        # dates of birth
+        ("DOB", "DOB: 03/15/1984, member since 2019", "03/15/1984"),
+        ("DOB", "She was born on 3 March 1984 in Leeds.", "3 March 1984"),
+        ("DOB", "Date of birth (dd.mm.yyyy): 15.03.1984", "15.03.1984"),
+        ("DOB", "born in 1984", "1984"),
+        ("DOB", "geboren am 15. März 1984", "15. März 1984"),
+        ("DOB", "Birthday: March 15th, 1984", "March 15th, 1984"),
+        ("DOB", "née le 2 août 1990", "2 août 1990"),
+        # secrets
+        ("SECRET", "my key is sk-proj-4fT9xQ2mLk8Vb7Nc1Zr5Wd3Yh6Pa0Ue", "sk-proj-4fT9xQ2mLk8Vb7Nc1Zr5Wd3Yh6Pa0Ue"),
+        ("SECRET", "ANTHROPIC_API_KEY=sk-ant-api03-Xy7Kq2Lm9Np4Rs6Tv8Wz0Ab1Cd3Ef5Gh", "sk-ant-api03-Xy7Kq2Lm9Np4Rs6Tv8Wz0Ab1Cd3Ef5Gh"),
+        ("SECRET", "token ghp_A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r8", "ghp_A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r8"),
+        ("SECRET", "aws AKIAIOSFODNN7EXAMPLE in the log", "AKIAIOSFODNN7EXAMPLE"),
+        ("SECRET", "slack xoxb-123456789012-1234567890123-AbCdEfGhIjKlMnOp", "xoxb-123456789012-1234567890123-AbCdEfGhIjKlMnOp"),
+        ("SECRET", "api_key: 'Zq8Ld2Rk5Vn1Xt7Bw3Hm9'", "Zq8Ld2Rk5Vn1Xt7Bw3Hm9"),
+        ("SECRET", "Authorization: Bearer 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08", "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"),
+        ("SECRET", "the password is hunter22, do not share", "hunter22"),
+    ],
+)
+def test_new_kinds_find_what_they_should(kind, text, found):
+    s = scrub(text)
+    assert [(f.kind, text[f.start : f.end]) for f in s.findings] == [(kind, found)], s
+    assert pii.PLACEHOLDERS[kind] in s.text and found not in s.text
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        # names: everyday words that are also names, role words after a cue, brands, places
+        "Will Power and Grace Period apply; May Day is a holiday; Chase Bank closed.",
+        "Victoria Station, Victoria Park and Sierra Leone are places, Amber Alert a warning.",
+        "Dear Customer, Dear Sir or Madam, Hi Team, Hello World, Dear Acme Support,",
+        "Kind regards,\nThe Support Team",
+        "Thanks, Support. I am Happy with MS Windows and Mark Complete.",
+        "Jane called yesterday; ask for Sarah.",  # a lone first name without context
+        "Order Status: Shipped. Delivery Date: Monday. Customer Service is open.",
+        # addresses: numbers before capitalised words that are not streets
+        "Buy 2 TB Hard Drive units; 5 Supreme Court justices; Chapter 5 The Way Forward.",
+        "We need 3 Main Points and 10 Key Steps; Spring 2024 and String 3 and Monitoring 24.",
+        "Ich habe den Arbeitsplatz 3 und den Sitzplatz 12 reserviert; der Verkäufer 2 kam.",
+        "Walk 3 blocks down the road, then 2 miles along the avenue.",
+        # dates: a date without a birth word, a number between
+        "Order placed 03/15/1984 and shipped; born to run, 2 days later.",
+        "The newborn, 3 weeks old, and the reborn 2020 model.",
+        "Born: see attached; the form from 12/05/2024 lists it.",
+        # secrets: words and ids after "key", "token", "password"
+        "key: order_2024_summary_v2 and the key point is 42; token limit 128000.",
+        "password is incorrect; password reset link sent; password = fallback_getpass",
+        "UUID 123e4567-e89b-12d3-a456-426614174000 and sk-learn-style-words-joined-by-dashes",
+        "Use keyboard shortcut; token count: 4096; the secret sauce recipe.",
+    ],
+)
+def test_new_kinds_leave_near_misses_alone(text):
+    s = scrub(text)
+    assert s.findings == (), [(f.kind, text[f.start : f.end]) for f in s.findings]
+
+
+def test_every_detector_kind_has_a_placeholder_and_a_label():
+    from vox.compiler.redaction import DETECTORS_OF_LABEL, KIND_WORDS
+
+    kinds = [kind for kind, _ in pii.DETECTORS]
+    assert len(kinds) == len(set(kinds)) and set(kinds) == set(pii.PLACEHOLDERS)
+    covered = [kind for kinds_ in DETECTORS_OF_LABEL.values() for kind in kinds_]
+    assert sorted(covered) == sorted(kinds), "each detector covers exactly one label in compiler/redaction.py"
+    assert set(KIND_WORDS) == set(kinds)
+    # the docstring's table lists every kind with its placeholder, in priority order
+    table = re.findall(r"^([A-Z]+) +``(\[[A-Z]+\])``", pii.__doc__, re.M)
+    assert table == [(kind, pii.PLACEHOLDERS[kind]) for kind in kinds]
+
+
+def test_the_names_list_ships_with_the_package():
+    first, last = pii._name_lists()
+    assert {"jane", "priya", "zbigniew", "siobhan"} <= first and {"smith", "kowalczyk", "o'sullivan"} <= last
+    assert all(n == n.casefold() for n in first | last)
+
+
+NAME_LOCALES = ("en_US", "en_GB", "en_IE", "en_NZ", "en_IN", "de_DE", "de_AT", "de_CH", "fr_FR", "fr_CA",
+                "es_ES", "es_MX", "it_IT", "nl_NL", "pt_PT", "pt_BR", "pl_PL", "sv_SE", "da_DK", "no_NO", "fi_FI")
+_NAME_LIST = re.compile(r"^(?:(?:male|female|unisex|nonbinary)_)?(first|last)_names(?:_(?:male|female|nonbinary))?$")
+_NAME_SHAPE = re.compile(r"^(?=.{2})[^\W\d_]+(?:['’-][^\W\d_]+)*$")
+NAMES_FILE = pathlib.Path(pii.__file__).with_name("names.txt")
+
+
+def names_file_text() -> str:
+    """runtime/names.txt as faker's per-locale name lists give it (faker is a test dependency only)."""
+    found: dict[str, set[str]] = {"first": set(), "last": set()}
+    for loc in NAME_LOCALES:
+        provider = importlib.import_module(f"faker.providers.person.{loc}").Provider
+        for attr in dir(provider):
+            m = _NAME_LIST.match(attr)
+            if m:
+                found[m.group(1)].update(n.casefold().replace("’", "'") for n in getattr(provider, attr)
+                                         if _NAME_SHAPE.match(n))
+    lines = ["# Person names for the NAME detector of runtime/pii.py: lower case, one a line, sorted.",
+             f"# Made from faker {faker.VERSION} ({', '.join(NAME_LOCALES)}) by tests/test_pii.py;",
+             "# regenerate with VOX_UPDATE_NAMES=1 python -m pytest tests/test_pii.py -k names_file"]
+    for kind in ("first", "last"):
+        lines.append(f"[{kind}]")
+        lines.extend(sorted(found[kind]))
+    return "\n".join(lines) + "\n"
+
+
+def test_the_names_file_is_what_faker_gives():
+    if os.environ.get("VOX_UPDATE_NAMES"):
+        NAMES_FILE.write_text(names_file_text(), encoding="utf-8")
+    made_from = NAMES_FILE.read_text(encoding="utf-8").splitlines()[1]
+    if f"faker {faker.VERSION} " not in made_from:
+        pytest.skip(f"names.txt was made with another faker ({made_from}); this one is {faker.VERSION}")
+    assert NAMES_FILE.read_text(encoding="utf-8") == names_file_text()
+
+
+def _cue(fk: Faker, name: str) -> str:
+    return fk.random_element([f"Dear {name},", f"My name is {name}.", f"Kind regards,\n{name}", f"Name: {name}",
+                              f"Please ask Mr {name} to call.", f"The form was filled in by {name} today."])
+
+
+@settings(max_examples=150)
+@given(seed=st.integers(0, 2**31), loc=st.sampled_from(list(_fakers)), n=st.integers(1, 4))
+def test_names_addresses_and_birth_dates_are_removed(seed, loc, n):
+    fk = _fakers[loc]
+    fk.seed_instance(seed)
+    parts, values = [], []
+    for _ in range(n):
+        kind = fk.random_element(["NAME", "ADDRESS", "DOB"])
+        if kind == "NAME":
+            value = f"{fk.first_name()} {fk.last_name()}"
+            parts.append(_cue(fk, value))
+        elif kind == "ADDRESS":
+            value = _address(fk, loc)
+            parts.append(f"Deliver to {value} please.")
+        else:
+            value = fk.date_of_birth().strftime(fk.random_element(["%d/%m/%Y", "%Y-%m-%d", "%d %B %Y", "%B %d, %Y"]))
+            parts.append(f"DOB: {value}.")
+        values.append(value)
+    text = " ".join(parts)
+    out = scrub(text).text
+    for value in values:
+        assert value not in out, (value, out)
+
+
+def _address(fk: Faker, loc: str) -> str:
+    number = fk.building_number()
+    if loc == "de_DE":  # faker's streets: "Bohnbachplatz", "Melitta-Steinberg-Gasse", "Heringring"
+        street = fk.street_name()
+        while " " in street:  # a few of faker's German last names have a space ("Dussen van")
+            street = fk.street_name()
+        return f"{street} {number}, {fk.postcode()} {fk.city()}"
+    if loc == "fr_FR":  # "48, rue Gimenez", "790, boulevard de Dumont"
+        return f"{number}, {fk.street_name()}"
+    suffix = fk.random_element(["Street", "Road", "Avenue", "Lane", "Drive", "Way", "Place", "Court", "Boulevard", "St", "Rd"])
+    street = f"{number} {fk.last_name()} {suffix}"
+    if loc == "en_US" and fk.boolean():
+        return f"{street}, {fk.city()}, {fk.state_abbr()} {fk.zipcode()}"
+    if loc == "en_GB" and fk.boolean():
+        return f"{street}, {fk.city()} {fk.postcode()}"
+    return street
+
+
+_prices = st.builds(lambda a, b: f"${a:,}.{b:02d}", st.integers(0, 10**6), st.integers(0, 99))
+_versions = st.builds(lambda *v: ".".join(map(str, v)), st.integers(0, 30), st.integers(0, 30), st.integers(0, 99))
+_orders = st.builds(lambda p, n: f"{p}-{n}", st.sampled_from(["ORD", "INV", "TKT", "RMA"]), st.integers(0, 10**9))
+
+
+@given(parts=st.lists(st.one_of(_prices, _versions, _orders, st.sampled_from(
+    ["Order", "Status", "Shipped", "Refund", "Monday", "Invoice", "Total", "Item", "Qty", "Blender", "Model", "Pro"])),
+    min_size=1, max_size=12))
+def test_orders_prices_and_versions_stay(parts):
+    text = " ".join(parts)
+    assert scrub(text).findings == ()

@@ -76,7 +76,7 @@ def test_every_example_lowers_to_a_plan_that_round_trips(path):
 
 def test_the_reference_plan_has_every_part():
     plan = plan_of(REFERENCE)
-    assert plan.plan_version == 3 and plan.compiler.name == "voxc"
+    assert plan.plan_version == 4 and plan.compiler.name == "voxc"
     assert plan.labels == ("payment", "pii", "public")
     assert set(plan.providers) == {"openai", "anthropic", "onprem"}
     assert plan.models["mini"].price.output_micros == 600_000
@@ -281,7 +281,7 @@ def test_hand_built_analysis_reports_reach_the_plan():
                              Span(at, at + 7)),),
             declassifications=(r.Declassification("handle", frozenset({"pii", "payment"}), "audited",
                                                   Span(at, at + 1)),),
-            redactions=(("handle", Span(at, at + 1)),),
+            redactions=(("handle", Span(at, at + 1), frozenset({"pii"})),),
             outputs={"resolver": frozenset({"pii"})}),
         effects=r.EffectReport(
             sites=(r.EffectSite("resolver", "issue_refund", "write", True, True, True, Span(at, at + 1)),),
@@ -327,7 +327,7 @@ def test_an_unknown_plan_version_is_rejected_with_a_fix(reference_data):
     with pytest.raises(PlanError) as info:
         load_plan(json.dumps(data))
     message = str(info.value)
-    assert "plan_version 1" in message and "reads plan_version 3 only" in message
+    assert "plan_version 1" in message and "reads plan_version 4 only" in message
     assert "recompile the source with this voxc" in message and "voxc plan FILE --json" in message
 
 
@@ -407,7 +407,7 @@ def test_the_published_schema_is_up_to_date():
 
 def test_the_schema_describes_the_plan_version():
     schema = json.loads(SCHEMA_FILE.read_text(encoding="utf-8"))
-    assert schema["properties"]["plan_version"] == {"const": 3, "title": "Plan Version", "type": "integer"}
+    assert schema["properties"]["plan_version"] == {"const": 4, "title": "Plan Version", "type": "integer"}
     assert {"LitExpr", "CallExpr", "ForExpr", "LetStep", "ParStep", "Tool", "Agent"} <= set(schema["$defs"])
 
 
@@ -429,7 +429,7 @@ def test_voxc_plan_json_round_trips(capsys):
 def test_voxc_plan_prints_a_summary(capsys):
     code, out, err = run(capsys, "plan", str(REFERENCE))
     assert (code, err) == (0, "")
-    assert out.startswith(f"plan of {REFERENCE} (plan_version 3, hash ")
+    assert out.startswith(f"plan of {REFERENCE} (plan_version 4, hash ")
     assert "flow handle(ticket: Ticket) -> Resolution\n" in out
     assert "durable steps: handle.s0.triager, handle.s2.par0.search_kb" in out
     assert re.search(r"  bound: cost \$0\.05, tokens [\d_]+, wall 2m", out)
@@ -467,15 +467,15 @@ def test_voxc_plan_json_sends_warnings_to_stderr(capsys, monkeypatch):
 
     def with_a_warning(path, text):
         result = real(path, text)
-        extra = warning("V1026", "this value is computed and then dropped", path, Span(0, 5))
+        extra = warning("V1041", "this value is computed and then dropped", path, Span(0, 5))
         return dataclasses.replace(result, diagnostics=result.diagnostics + (extra,))
 
     monkeypatch.setattr(vox.compiler.api, "check_source", with_a_warning)
     code, out, err = run(capsys, "plan", "--json", str(REFERENCE))
     assert code == 0 and load_plan(out).flows
-    assert err.startswith("warning[V1026]") and err.endswith("warning: 1 warning in 1 file\n")
+    assert err.startswith("warning[V1041]") and err.endswith("warning: 1 warning in 1 file\n")
     code, out, err = run(capsys, "plan", str(REFERENCE))
-    assert code == 0 and err == "" and out.startswith("warning[V1026]")
+    assert code == 0 and err == "" and out.startswith("warning[V1041]")
     assert "\nwarning: 1 warning in 1 file\nplan of " in out
 
 

@@ -21,6 +21,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from vox.compiler.analysis.budgets import MODEL_ATTEMPTS, TOOL_RETRY_DELAY_MS
 from vox.compiler import defaults
 from vox.compiler.api import check_source
 from vox.compiler.hir.expressions import SIGNAL_CALLS, SIGNAL_VALUES
@@ -29,6 +30,7 @@ from vox.compiler.plan import ir
 from vox.compiler.plan.model import SIGNAL_PARAMS, Plan, walk_plan
 from vox.compiler.units import cost_of_tokens
 from vox.runtime.executor.agent import AgentCall, Signals
+from vox.runtime.executor.labels import LabelMonitor
 from vox.runtime.host import Runtime
 from vox.runtime.providers import PROTOCOLS
 from vox.runtime.providers.messages import ModelRequest, ModelResponse, TokenLogprob, Usage
@@ -46,7 +48,7 @@ def plan_of(text: str, path: str = "t.vox") -> Plan:
 
 def agent_call(plan: Plan, agent: str) -> AgentCall:
     """The runtime's own object for one call of ``agent``; building requests needs no network."""
-    run = SimpleNamespace(plan=plan, run_id="run_defaults")
+    run = SimpleNamespace(plan=plan, run_id="run_defaults", labels=LabelMonitor(plan))
     return AgentCall(run, plan.agents[agent], {}, scope=None, step=f"test.{agent}")
 
 
@@ -200,14 +202,18 @@ def test_the_runtime_uses_the_plans_provider_timeout_and_endpoint(bare):
 
 
 def test_the_bound_counts_the_max_output_the_runtime_sends(bare):
-    # `unsized`: 4 calls × the max_output its requests ask for, at $2/M; the rest of its 20k tokens at $1/M.
+    # `unsized`: 4 calls of up to MODEL_ATTEMPTS billed attempts, each × the max_output its requests
+    # ask for, at $2/M; the rest of its 20k tokens at $1/M; 1 micro-dollar of rounding per attempt.
     sent = request_of(bare, "unsized").max_output
-    out = 4 * sent
+    attempts = 4 * MODEL_ATTEMPTS
+    out = min(attempts * sent, 20_000)
     assert bare.agents["unsized"].bound.derived.cost_micros == cost_of_tokens(out, 2_000_000) + cost_of_tokens(
-        20_000 - out, 1_000_000)
+        20_000 - out, 1_000_000) + attempts
     sent = request_of(bare, "declared").max_output
-    assert bare.agents["declared"].bound.derived.cost_micros == cost_of_tokens(2 * sent, 5_000_000) + cost_of_tokens(
-        10_000 - 2 * sent, 1_000_000)
+    attempts = 2 * MODEL_ATTEMPTS
+    out = min(attempts * sent, 10_000)
+    assert bare.agents["declared"].bound.derived.cost_micros == cost_of_tokens(out, 5_000_000) + cost_of_tokens(
+        10_000 - out, 1_000_000) + attempts
 
 
 def test_a_cap_below_the_default_reservation_is_refused_before_the_run():
@@ -231,7 +237,8 @@ def test_a_small_context_counts_the_default_reply():
 def test_a_tools_bound_counts_the_timeout_the_runtime_gives_it(bare):
     tool = bare.tools["lookup"]
     item = next(i for i in bare.flows["ask"].bound.items if i.callee == "lookup")
-    assert item.bound.wall_ms == tool.timeout_ms * (1 + tool.retries) == 90_000
+    # every attempt, and the runtime's waits between them (TOOL_RETRY_DELAY_MS after the first, twice that after the second)
+    assert item.bound.wall_ms == tool.timeout_ms * (1 + tool.retries) + TOOL_RETRY_DELAY_MS * 3 == 90_600
     assert bare.flows["ask"].bound.derived.wall_ms is None  # `unsized` declares no wall
 
 
@@ -240,7 +247,7 @@ def test_the_runtime_has_no_answer_of_its_own_for_a_missing_signal_argument(bare
     response = ModelResponse(text="{}", tool_calls=(), usage=Usage(0, 0), finish="stop", model="m",
                              logprobs=(TokenLogprob("a", -0.1, (("a", -0.1), ("b", -2.0))),))
     signals = Signals(call, {}, response)
-    with pytest.raises(KeyError):
+    with pytest.raises(TypeError, match="window"):
         import anyio
 
         anyio.run(signals.read, "entropy", {})

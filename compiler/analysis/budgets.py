@@ -6,11 +6,13 @@ An agent's **bound** is what a caller must be able to afford for one call of it.
 otherwise what its other caps and its models' prices imply:
 
 * model calls: the `steps` cap (every model call counts, including gate retries and samples);
-* tokens: `steps` × the largest context window in the chain;
+* tokens: `steps` × :data:`MODEL_ATTEMPTS` × the largest context window in the chain (every
+  attempt of a call that the provider layer retries may be billed);
 * cost: the tokens at the chain's (and its judges') dearest prices, with at most `max_output`
-  output tokens per call (for a model that declares none, the default the plan carries and the
-  runtime sends: see compiler/defaults.py), plus `tool_calls` × the dearest tool (a tool's `cost`
-  per attempt, and each of its `retries` is another attempt).
+  output tokens per attempt (for a model that declares none, the default the plan carries and the
+  runtime sends: see compiler/defaults.py), plus a micro-dollar of rounding per attempt, plus
+  `tool_calls` × the dearest tool (a tool's `cost` per attempt, and each of its `retries` is
+  another attempt).
 
 A flow's derived bound is its body's worst path: sequential calls add, `par` branches add (wall
 time takes the longest branch), `if` takes the larger branch, `for ... max N` multiplies (so does
@@ -32,8 +34,8 @@ call of a capped flow counts its caps, since the runtime reserves them when the 
 >>> r.diagnostics
 ()
 >>> b = r.analysis.budgets.bounds
->>> b["a"].bound.cost_micros, b["a"].bound.tokens, b["f"].derived.cost_micros
-(5000, 4000, 5000)
+>>> b["a"].bound.cost_micros, b["a"].bound.tokens, b["f"].derived.cost_micros  # 8 attempts: all 4_000 as output
+(8008, 4000, 8008)
 """
 
 from __future__ import annotations
@@ -58,6 +60,17 @@ _WORD = {"cost_micros": "cost", "tokens": "tokens", "wall_ms": "wall time", "mod
          "tool_calls": "tool calls"}
 
 BYTES_PER_TOKEN = requests.BYTES_PER_TOKEN  # static estimate; the runtime counts with the model's tokenizer
+MODEL_ATTEMPTS = 4
+"""Attempts one model call may make, the first included: the provider layer retries a failed call
+up to this many times in all (``runtime/providers/retry.py``, ``MAX_ATTEMPTS``; a test keeps the
+two equal), and every attempt that may have been billed is charged, each reserving its prompt and
+its whole `max_output`. A call is one of the agent's `steps` however many attempts it takes."""
+ROUNDING_MICROS = 1
+"""What rounding may add to one attempt's charge: the runtime rounds each attempt's cost up to the
+micro-dollar once (``runtime/tokens.py``), where a bound rounds its total once."""
+TOOL_RETRY_DELAY_MS = 200
+"""The runtime waits this long × n after a tool's failed attempt n before trying again
+(``runtime/executor/tools.py``, ``RETRY_DELAY_MS``; a test keeps the two equal)."""
 MAX_UNROLL = 10_000  # recursion deeper than this (in activations of one cycle) is not unrolled
 MAX_STATES = 20_000  # stack states of one recursion cycle followed exactly; beyond, a coarser bound
 
@@ -72,12 +85,24 @@ def estimate_tokens(text: str) -> int:
 
 
 def input_price(price: h.Price) -> int:
-    """The dearest price one prompt token may be billed at: input, or writing it to the cache.
+    """The dearest price one prompt token may be billed at: input, reading it from the cache, or
+    writing it there.
 
     >>> input_price(h.Price(1_000_000, 2_000_000, 100_000, cache_write=1_250_000))
     1250000
     """
-    return max(price.input, price.cache_write or 0)
+    return max(price.input, price.cached_input or 0, price.cache_write or 0)
+
+
+def tool_wall_ms(timeout_ms: int | None, retries: int) -> int:
+    """The longest one call of a tool may take: every attempt its whole `timeout` (the default
+    where it declares none), and the runtime's wait before each retry (:data:`TOOL_RETRY_DELAY_MS`
+    × n after attempt n).
+
+    >>> tool_wall_ms(1_000, 2), tool_wall_ms(None, 0)
+    (3600, 30000)
+    """
+    return defaults.tool_timeout_ms(timeout_ms) * (1 + retries) + TOOL_RETRY_DELAY_MS * retries * (retries + 1) // 2
 
 
 def cheapest_token(price: h.Price) -> int:
@@ -206,7 +231,8 @@ class _Budgets:
         contexts = [m.context for m in served]
         tokens = caps.tokens
         if tokens is None and calls is not None and served and None not in contexts:
-            tokens = calls * max(contexts)
+            # every attempt of a call may be billed, each at most a whole context window
+            tokens = calls * MODEL_ATTEMPTS * max(contexts)
         unpriced = [m for m in served if m.price is None]
         if caps.tokens is None and caps.cost is not None and served and not unpriced:
             # Every token is billed at least the cheapest price of a model that may spend it, and the
@@ -581,16 +607,7 @@ class _Walk:
         return total
 
     def length(self, e) -> int | None:
-        """The most elements the list ``e`` can have, when the program fixes it: a list literal, a
-        name `let`-bound to one (bindings never change), or a `for` (one element per iteration)."""
-        if isinstance(e, h.ListValue):
-            return len(e.items)
-        if isinstance(e, h.Var):
-            return self.lengths.get(_key(e.symbol))
-        if isinstance(e, h.ForEach):
-            n = self.length(e.iterable)
-            return e.bound if n is None else (n if e.bound is None else min(n, e.bound))
-        return None
+        return list_length(e, self.lengths)
 
     def loop(self, e: h.ForEach, mult: int) -> _Acc:
         n = self.length(e)
@@ -623,9 +640,12 @@ class _Walk:
             if tool is None:
                 return _Acc()
             attempts = 1 + tool.retries
-            # The runtime gives every attempt the tool's timeout, its default if it declares none.
-            one = _Acc(defaults.tool_cost_micros(tool.cost_micros) * attempts, 0,
-                       defaults.tool_timeout_ms(tool.timeout_ms) * attempts, False, 0, 1)
+            # The runtime gives every attempt the tool's timeout, its default if it declares none,
+            # and waits before each retry. A call that may wait for a person has no time limit,
+            # and one that timed out without knowing whether it acted may be made again (once).
+            calls = 2 if may_be_called_again(tool) else 1
+            one = _Acc(defaults.tool_cost_micros(tool.cost_micros) * attempts * calls, 0,
+                       tool_wall_ms(tool.timeout_ms, tool.retries) * calls, may_wait_for_a_person(tool), 0, calls)
         elif e.kind == "agent":
             cb = self.b.bounds.get(e.name)
             if cb is None:
@@ -642,6 +662,86 @@ class _Walk:
             return _Acc()
         self.items.append(BoundItem(f"{e.name}(...)", e.name, e.kind, mult, one.times(mult).bound(), e.span))
         return one
+
+
+def list_length(e, lengths: dict[tuple, int]) -> int | None:
+    """The most elements the list ``e`` can have, when the program fixes it: a list literal, a
+    name `let`-bound to one (``lengths``: bindings never change), or a `for` (one element per
+    iteration)."""
+    if isinstance(e, h.ListValue):
+        return len(e.items)
+    if isinstance(e, h.Var):
+        return lengths.get(_key(e.symbol))
+    if isinstance(e, h.ForEach):
+        n = list_length(e.iterable, lengths)
+        return e.bound if n is None else (n if e.bound is None else min(n, e.bound))
+    return None
+
+
+def fixed_loop_lengths(body: tuple) -> dict[tuple[int, int], int]:
+    """Each `for` without `max` in a flow body whose list the program fixes (see
+    :func:`list_length`), by its span's (start, end): how many times it runs at most. The bound
+    counts these loops that many times, so the plan gives them that bound.
+
+    >>> from vox.compiler.api import check_source
+    >>> src = 'flow f() -> list[int] {\\n  let xs = [1, 2, 3]\\n  return for x in xs { x }\\n}\\n'
+    >>> list(fixed_loop_lengths(check_source("t.vox", src).program.flows["f"].body).values())
+    [3]
+    """
+    lengths: dict[tuple, int] = {}
+    found: dict[tuple[int, int], int] = {}
+
+    def block(stmts) -> None:
+        for s in stmts:
+            stmt(s)
+
+    def stmt(s) -> None:
+        if isinstance(s, h.LetStmt):
+            expr(s.value)
+            n = list_length(s.value, lengths)
+            if n is not None:
+                lengths[_key(s.symbol)] = n
+        elif isinstance(s, h.ReturnStmt):
+            if s.value is not None:
+                expr(s.value)
+        elif isinstance(s, h.IfStmt):
+            expr(s.cond)
+            block(s.then)
+            block(s.orelse)
+        elif isinstance(s, h.ParStmt):
+            block(s.branches)
+        elif isinstance(s, h.ExprStatement):
+            expr(s.expr)
+
+    def expr(e) -> None:
+        for child in children(e):
+            expr(child)
+        if isinstance(e, h.ForEach):
+            if e.bound is None:
+                n = list_length(e.iterable, lengths)
+                if n is not None:
+                    found[(e.span.start, e.span.end)] = n
+            block(e.body)
+            if e.result is not None:
+                expr(e.result)
+
+    block(body)
+    return found
+
+
+def may_be_called_again(tool: h.Tool) -> bool:
+    """Whether a call of ``tool`` in a flow may be made a second time: a `write` or `external` tool
+    that is not `idempotent` and timed out may have acted, and a person may have it called again
+    (``Run.after_unknown_outcome``, which reserves that call afresh: its attempts and one more tool
+    call). An agent's calls need nothing more: the second call is one of its `tool_calls`."""
+    return tool.effect in ("write", "external") and not tool.idempotent
+
+
+def may_wait_for_a_person(tool: h.Tool) -> bool:
+    """Whether a call of ``tool`` may wait for a person's decision, for as long as that takes: an
+    `approval: human` tool, and one that may be called again (:func:`may_be_called_again`: a
+    person decides). Such a call bounds no wall time: only a `wall` cap around it does."""
+    return tool.approval == "human" or may_be_called_again(tool)
 
 
 def _cap_names(caps: h.Caps) -> set[str]:
@@ -694,18 +794,24 @@ def _join_opt(a: _Acc | None, b: _Acc | None) -> _Acc | None:
 
 def _model_cost(models: list[h.Model], tokens: int | None, calls: int | None) -> int | None:
     """The dearest way to spend ``tokens``: as many as possible as output at the dearest output
-    price (at most ``max_output`` per call), the rest at the dearest input price."""
+    price (at most ``max_output`` per attempt, :data:`MODEL_ATTEMPTS` attempts per call), the
+    rest at the dearest input price; plus what rounding each attempt's charge on its own may add
+    (:data:`ROUNDING_MICROS` per attempt; without `steps`, per token, as every attempt that is
+    billed bills one at least)."""
     if tokens is None:
         return None
     price_in = max(input_price(m.price) for m in models)
     price_out = max(m.price.output for m in models)
     max_out = [max_output(m) for m in models]
     out = tokens
+    attempts = tokens
     if calls is not None:
-        out = min(tokens, calls * max(max_out))
+        out = min(tokens, calls * MODEL_ATTEMPTS * max(max_out))
+        attempts = min(tokens, calls * MODEL_ATTEMPTS)
     if price_out < price_in:
         out = 0
-    return cost_of_tokens(out, price_out) + cost_of_tokens(tokens - out, price_in)
+    rounding = 0 if price_in == price_out == 0 else attempts * ROUNDING_MICROS
+    return cost_of_tokens(out, price_out) + cost_of_tokens(tokens - out, price_in) + rounding
 
 
 def _call_need(prompt: int, model: h.Model, samples: int, judge_tokens: int) -> str:

@@ -286,7 +286,7 @@ class _Effects:
         if tool.idempotent or (owner, tool.name) in self.warned_repeat:
             return
         self.warned_repeat.add((owner, tool.name))
-        how = f"`{owner}` may call `{tool.name}`" if via_agent else f"this call of `{tool.name}`"
+        how = f"a call of `{tool.name}` by `{owner}`" if via_agent else f"this call of `{tool.name}`"
         self.sink.warning(
             "V4005", f"{how} could run twice if the run resumes: it is `{tool.effect}` and not idempotent",
             span, labels=self.effect_label(tool),

@@ -24,9 +24,8 @@ from vox.compiler.analysis.results import GateReport
 from vox.compiler.diagnostics.model import DiagnosticSink, Fix, Label, TextEdit
 from vox.compiler.hir import nodes as h
 from vox.compiler.hir.walk import expressions
+from vox.compiler.signals import NEEDS, SIGNALS, extra_calls
 from vox.compiler.source import Span
-
-LOGPROB_SIGNALS = ("confidence", "entropy")
 
 # What each protocol's API cannot give, whatever a model declares. Anthropic's Messages API has no
 # log-probabilities: a model on it that listed `logprobs` would get none, so `confidence` would be
@@ -64,9 +63,9 @@ def analyse_gates(program: h.Program, sink: DiagnosticSink) -> GateReport:
         gates = [program.gates[g] for g in dict.fromkeys(agent.gates) if g in program.gates]
         reads = [(gate, check, call) for gate in gates for check in gate.checks for call in signal_calls(check.cond)]
         signals[agent.name] = frozenset(call.name for _, _, call in reads)
-        extra[agent.name] = sum(max(n - 1, 0) for _, _, call in reads
-                                if call.name == "consistency" and (n := _int_arg(call, "n")) is not None)
-        judges[agent.name] = tuple(model for _, _, call in reads if call.name == "judge"
+        extra[agent.name] = sum(extra_calls(call.name, _int_args(call)) for _, _, call in reads
+                                if SIGNALS[call.name].samples is not None)
+        judges[agent.name] = tuple(model for _, _, call in reads if SIGNALS[call.name].judge is not None
                                    if (model := _model_arg(call)) is not None)
         _check_chain(program, agent, reads, sink)
         _check_actions(agent, gates, sink)
@@ -133,8 +132,15 @@ def _int_arg(call: h.CallExpr, name: str) -> int | None:
     return None
 
 
+def _int_args(call: h.CallExpr) -> dict[str, int]:
+    """The arguments of ``call`` written as integer literals."""
+    return {name: n for name, _ in call.args if (n := _int_arg(call, name)) is not None}
+
+
 def _model_arg(call: h.CallExpr) -> str | None:
-    value = _arg(call, "model")
+    """The model a signal sends the answer to (`judge(model: ...)`)."""
+    param = SIGNALS[call.name].judge if call.name in SIGNALS else None
+    value = _arg(call, param) if param is not None else None
     return value.symbol.name if isinstance(value, h.Ref) else None
 
 
@@ -142,10 +148,9 @@ def _check_arguments(gate: h.Gate, sink: DiagnosticSink) -> None:
     """V5003: sample counts and windows are literals the budget analysis and the runtime can use."""
     for check in gate.checks:
         for call in signal_calls(check.cond):
-            if call.name == "consistency":
-                _literal_at_least(call, "n", 2, "`consistency` compares at least two outputs", sink)
-            elif call.name == "entropy":
-                _literal_at_least(call, "window", 1, "an entropy window has at least one token", sink)
+            for p in SIGNALS[call.name].params if call.name in SIGNALS else ():
+                if p.least is not None:
+                    _literal_at_least(call, p.name, p.least, p.why, sink)
 
 
 def _literal_at_least(call: h.CallExpr, name: str, least: int, why: str, sink: DiagnosticSink) -> None:
@@ -190,7 +195,7 @@ def _remove_fallback_fix(agent: h.Agent, model: str) -> Fix | None:
 
 
 def _check_chain(program: h.Program, agent: h.Agent, reads, sink: DiagnosticSink) -> None:
-    needs = (("logprobs", LOGPROB_SIGNALS, "V5001"), ("sampling", ("consistency",), "V5002"))
+    needs = (("logprobs", NEEDS["logprobs"], "V5001"), ("sampling", NEEDS["sampling"], "V5002"))
     for capability, names, code in needs:
         uses = [(gate, call) for gate, _, call in reads if call.name in names]
         if not uses:
@@ -227,9 +232,9 @@ def _check_chain(program: h.Program, agent: h.Agent, reads, sink: DiagnosticSink
             )
     if agent.temperature == 0:
         for gate, _, call in reads:
-            if call.name == "consistency":
+            if SIGNALS[call.name].samples is not None:  # samples at temperature 0 are all alike
                 sink.warning(
-                    "V5006", f"`{agent.name}` runs at `temperature: 0`, so `consistency` would always be 1",
+                    "V5006", f"`{agent.name}` runs at `temperature: 0`, so `{call.name}` would always be 1",
                     agent.spans.get("temperature", agent.span),
                     labels=(Label(call.span, f"read here, in gate `{gate.name}`"),),
                     help="raise the temperature so that samples can differ, or drop the consistency check",
@@ -243,13 +248,7 @@ def _check_chain(program: h.Program, agent: h.Agent, reads, sink: DiagnosticSink
 def check_calls(check: h.GateCheck) -> int:
     """Model calls of the agent that evaluating ``check`` may make: `n - 1` samples per
     `consistency(n)` and one per `judge` (each counts in the agent's `steps`, as at run time)."""
-    total = 0
-    for call in signal_calls(check.cond):
-        if call.name == "judge":
-            total += 1
-        elif call.name == "consistency" and (n := _int_arg(call, "n")) is not None:
-            total += max(n - 1, 0)
-    return total
+    return sum(extra_calls(call.name, _int_args(call)) for call in signal_calls(check.cond))
 
 
 def _check_actions(agent: h.Agent, gates: list[h.Gate], sink: DiagnosticSink) -> None:

@@ -6,7 +6,9 @@ labels apply to its parts. The analysis walks each flow once on its own (paramet
 their declared labels) and once per distinct assignment of argument labels from its callers
 and control context (memoised; recursion iterates to a fixpoint); each agent is checked on its own
 and at every call site. Record literals keep their labels per field; a tool's result carries its
-arguments' labels except those it `declassifies`; a flow's result carries its declared labels.
+arguments' labels except those it `declassifies`; a flow's result carries its declared labels;
+`redact(x)` lowers only the labels of ``x`` that the scrubber's detectors cover (compiler/redaction.py)
+and warns (V3007) about those it keeps.
 Sinks (prompts to every model in an agent's chain, tool results going back to that chain, tool
 arguments and URLs, the tools an agent may call, judge models in gates, and every sink of a call
 made under a labelled `if` or `for`) are compared with their clearance, and each problem is
@@ -25,6 +27,8 @@ from vox.compiler.diagnostics.model import DiagnosticSink, Fix, Label, TextEdit
 from vox.compiler.hir import nodes as h
 from vox.compiler.hir.walk import expressions
 from vox.compiler.hir import types as t
+from vox.compiler.redaction import DETECTORS_OF_LABEL, KIND_WORDS, kept_by_redact, lowered_by_redact
+from vox.compiler.signals import SIGNALS
 from vox.compiler.source import Span
 
 PUBLIC = "public"
@@ -32,6 +36,7 @@ _NO_LABELS: frozenset[str] = frozenset()
 _MAX_WHY = 12  # origins kept per value: enough for every label of a diagnostic, bounded for speed
 _MAX_FIXPOINT_ROUNDS = 64
 _URL_PLACEHOLDER = re.compile(r"\{\{|\}\}|\{([^{}]*)\}")
+_WARNINGS = frozenset({"V3007"})  # a label `redact` keeps is still tracked: any uncleared sink is an error
 
 # (label, where it comes from, what to say there)
 Why = tuple[tuple[str, Span, str], ...]
@@ -183,7 +188,7 @@ class _LabelAnalysis:
         self.problems: dict[tuple, _Problem] = {}
         self.sinks = _Sinks()
         self.declassified: dict[tuple[int, int], list] = {}  # span -> [owner, labels, reason, span]
-        self.redactions: dict[tuple[int, int], tuple[str, Span]] = {}
+        self.redactions: dict[tuple[int, int], list] = {}  # span -> [owner, span, labels it lowers]
         self.values: dict[tuple[int, int], frozenset[str]] = {}
         self._deep: dict[int, tuple[frozenset[str], Why]] = {}
         self._keep: list = []  # types whose id() is a cache key stay alive
@@ -218,7 +223,8 @@ class _LabelAnalysis:
         return LabelReport(
             sinks=tuple(sorted(self.sinks.uses.values(), key=lambda s: (s.span.start, s.span.end, s.kind, s.sink))),
             declassifications=declassifications,
-            redactions=tuple(self.redactions[k] for k in sorted(self.redactions)),
+            redactions=tuple((owner, span, frozenset(lowers))
+                             for owner, span, lowers in (self.redactions[k] for k in sorted(self.redactions))),
             outputs=outputs,
             values=dict(self.values),
         )
@@ -545,6 +551,22 @@ class _LabelAnalysis:
                     out.append(("judge", judge_model, clearance, judge_span))
         return out
 
+    def receipt_part(self, v: Labelled, receipt: t.ReceiptType, name: str) -> Labelled:
+        """`r.id`, `r.args`, `r.result`: what the receipt carries, and what the tool declares on the
+        part read (its parameters' labels on `args`, its result's on `result`). The arguments are
+        the call's as given, before the tool lowered what it `declassifies`: they may carry it."""
+        tool = self.p.tools.get(receipt.tool)
+        if tool is None or name not in ("args", "result"):
+            return Labelled(v.own, t.STR if name == "id" else None, v.why)
+        if name == "result":
+            declared = self.tool_result(tool)
+            return Labelled(v.own | declared.own, tool.returns, _join_why(v.why, declared.why))
+        _, args, _ = t.receipt_fields(tool.name, ((p.name, p.type, p.labels) for p in tool.params), tool.returns)
+        kept = _clean(tool.declassifies)
+        why = tuple((x, tool.span, f"`{tool.name}` declassifies `{x}` in its result, not in its receipt's arguments")
+                    for x in sorted(kept))
+        return Labelled(v.own | kept, args.type, _join_why(v.why, why))
+
     def tool_result(self, tool: h.Tool) -> Labelled:
         labels = _clean(tool.return_labels)
         why: Why = ()
@@ -590,9 +612,10 @@ class _LabelAnalysis:
                 if label in labels and (span.start, span.end) not in seen and span != pr.span:
                     seen.add((span.start, span.end))
                     origins.append(Label(span, message))
-            sink.error(pr.code, parts["message"], pr.span,
-                       labels=(*parts.get("first", ()), *origins[:4], *parts.get("labels", ())),
-                       notes=parts.get("notes", ()), help=parts.get("help"), fix=parts.get("fix"))
+            report = sink.warning if pr.code in _WARNINGS else sink.error
+            report(pr.code, parts["message"], pr.span,
+                   labels=(*parts.get("first", ()), *origins[:4], *parts.get("labels", ())),
+                   notes=parts.get("notes", ()), help=parts.get("help"), fix=parts.get("fix"))
 
     # ---- messages -------------------------------------------------------------------------------------
 
@@ -634,8 +657,9 @@ class _LabelAnalysis:
                 if cl is not None:
                     more.append(cl)
             names = _show(labels)
+            redactable = not kept_by_redact(labels)
             options = []
-            if at_argument:
+            if at_argument and redactable:
                 options.append("wrap the argument in `redact(...)` (the runtime scrubs personal data)")
             options.append(f"add {names} to the clearance of provider `{provider_name}` if your agreement with "
                            f"it allows")
@@ -644,11 +668,16 @@ class _LabelAnalysis:
             if at_argument:
                 help_ = "; ".join(options) + "; or, if a person has decided it is not sensitive here, " \
                     "`declassify(x, reason: \"...\")`"
-            else:
+            elif redactable:
                 options.append(f"or let the prompt read a `redact(...)`ed copy: a parameter without {names}, "
                                f"given `redact(...)` where `{agent.name}` is called")
                 help_ = "; ".join(options)
-            fix = _redact_fix(span) if at_argument else None
+            else:
+                options.append(f"or let the prompt read a parameter without {names}")
+                help_ = "; ".join(options)
+            if not redactable:
+                help_ += f" ({_redact_remark(labels)})"
+            fix = _redact_fix(span) if at_argument and redactable else None
             return {"message": message, "first": first, "labels": more, "help": help_, "fix": fix}
 
         return build
@@ -673,13 +702,15 @@ class _LabelAnalysis:
             if cl is not None:
                 more.append(cl)
             names = _show(labels)
+            redactable = not kept_by_redact(labels)
             options = []
-            if path is not None:
+            if path is not None and redactable:
                 options.append("wrap the argument in `redact(...)`")
             options += [f"add {names} to the clearance of tool `{tool.name}`",
                         f"or remove `{tool.name}` from the `tools` of `{agent.name}`"]
-            return {"message": message, "first": first, "labels": more, "help": ", ".join(options),
-                    "fix": _redact_fix(span) if path is not None else None}
+            help_ = ", ".join(options) + ("" if redactable or path is None else f" ({_redact_remark(labels)})")
+            return {"message": message, "first": first, "labels": more, "help": help_,
+                    "fix": _redact_fix(span) if path is not None and redactable else None}
 
         return build
 
@@ -743,9 +774,14 @@ class _LabelAnalysis:
                 more.append(Label(sink_span, f"`{callee}` reaches `{sink_name}`"))
             if cl is not None:
                 more.append(cl)
-            help_ = (f"{clear}; or decide on data without {names} (the condition or list through `redact(...)`, "
-                     f"or `declassify(x, reason: \"...\")` if a person has decided it is not sensitive here); "
-                     f"or make the call unconditionally")
+            if kept_by_redact(labels):
+                help_ = (f"{clear}; or decide on data without {names} (the condition or list through "
+                         f"`declassify(x, reason: \"...\")` if a person has decided it is not sensitive here; "
+                         f"{_redact_remark(labels)}); or make the call unconditionally")
+            else:
+                help_ = (f"{clear}; or decide on data without {names} (the condition or list through `redact(...)`, "
+                         f"or `declassify(x, reason: \"...\")` if a person has decided it is not sensitive here); "
+                         f"or make the call unconditionally")
             return {"message": message, "first": first, "labels": more, "help": help_, "fix": None}
 
         return build
@@ -777,6 +813,24 @@ class _LabelAnalysis:
                 help_ = (f"judge with a model whose provider is cleared for {names}, or add {names} to the "
                          f"clearance of provider `{provider_name}`")
             return {"message": message, "first": first, "labels": more, "help": help_, "fix": fix}
+
+        return build
+
+    def redact_problem(self, span: Span):
+        def build(labels, why):
+            names = _show(labels)
+            it = "it" if len(labels) == 1 else "them"
+            message = f"`redact(...)` keeps {names} on its result: no detector of the scrubber covers {it}"
+            first = [Label(span, f"the redacted copy still carries {names}")]
+            covered = [f"`{label}` ({_words(kinds)})" for label, kinds in DETECTORS_OF_LABEL.items()]
+            notes = (f"`redact` removes only the labels its detectors cover: {_and(covered)}; any other label stays "
+                     f"on its result, so every sink that receives the copy must still be cleared for {names}",)
+            declassifies = ", ".join(sorted(labels))
+            help_ = (f"if a person has decided that this value is not sensitive here, use "
+                     f"`declassify(x, reason: \"...\")` instead; or pass it through a tool that declares "
+                     f"`declassifies: [{declassifies}]` (both are audited); or send the copy only where {names} "
+                     f"{'is' if len(labels) == 1 else 'are'} cleared")
+            return {"message": message, "first": first, "notes": notes, "help": help_, "fix": None}
 
         return build
 
@@ -877,6 +931,9 @@ class _FlowRun:
         return Labelled(frozenset(labels), shape, _join_why(*whys))
 
     def _GetField(self, e: h.GetField):
+        receipt = t.strip_optional(e.target.type)
+        if isinstance(receipt, t.ReceiptType):
+            return self.an.receipt_part(self.expr(e.target), receipt, e.name)
         return self.an.get_field(self.expr(e.target), e.name)
 
     def _GetIndex(self, e: h.GetIndex):
@@ -956,10 +1013,18 @@ class _FlowRun:
     def builtin(self, e: h.CallExpr) -> Labelled:
         args = {name: x for name, x in e.args}
         if e.name == "redact":
-            if "x" in args:
-                self.expr(args["x"])
-            self.an.redactions[(e.span.start, e.span.end)] = (self.flow.name, e.span)
-            return PUBLIC_VALUE
+            # The scrubber lowers only the labels its detectors cover (compiler/redaction.py); any
+            # other label stays on the copy, whole: the structure no longer speaks for the value.
+            labels, why = self.an.whole(self.expr(args["x"])) if "x" in args else (_NO_LABELS, ())
+            entry = self.an.redactions.setdefault((e.span.start, e.span.end), [self.flow.name, e.span, _NO_LABELS])
+            entry[2] = entry[2] | lowered_by_redact(labels)
+            kept = kept_by_redact(labels)
+            if not kept:
+                return PUBLIC_VALUE
+            self.an.problem("V3007", e.span, "redact", kept, why, self.an.redact_problem(e.span))
+            hop = tuple((x, e.span, f"`redact` keeps `{x}`: no detector of the scrubber covers it")
+                        for x in sorted(kept))
+            return Labelled(kept, None, _join_why(hop, _only(why, kept)))
         if e.name == "declassify":
             labels = _NO_LABELS
             if "x" in args:
@@ -1040,6 +1105,10 @@ class _FlowRun:
             if cl is not None:
                 more.append(cl)
             names = _show(labels)
+            if kept_by_redact(labels):
+                help_ = (f"add {names} to the clearance of tool `{tool.name}`; or, if a person has decided it is not "
+                         f"sensitive here, `declassify(x, reason: \"...\")` ({_redact_remark(labels)})")
+                return {"message": message, "first": first, "labels": more, "help": help_, "fix": None}
             help_ = (f"wrap the argument in `redact(...)` (the runtime scrubs personal data), or add {names} to "
                      f"the clearance of tool `{tool.name}`; or, if a person has decided it is not sensitive here, "
                      "`declassify(x, reason: \"...\")`")
@@ -1075,6 +1144,25 @@ def _show(labels) -> str:
     return ", ".join(quoted[:-1]) + " and " + quoted[-1]
 
 
+def _redact_remark(labels) -> str:
+    """Why `redact` is no way out for ``labels`` (some of which no detector covers)."""
+    kept, lowered = kept_by_redact(labels), lowered_by_redact(labels)
+    it = "it" if len(kept) == 1 else "them"
+    if lowered:
+        return (f"`redact(...)` would remove {_show(lowered)} but not {_show(kept)}: no detector of the scrubber "
+                f"covers {it}")
+    return f"`redact(...)` cannot remove {_show(kept)}: no detector of the scrubber covers {it}"
+
+
+def _and(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def _words(kinds) -> str:
+    """What detector ``kinds`` find, in words: `e-mail addresses, phone numbers and IP addresses`."""
+    return _and([KIND_WORDS[k] for k in kinds])
+
+
 def _redact_fix(span: Span) -> Fix:
     return Fix("wrap it in `redact(...)`", (TextEdit(Span(span.start, span.start), "redact("),
                                              TextEdit(Span(span.end, span.end), ")")))
@@ -1095,7 +1183,9 @@ def _judges(gate: h.Gate):
     out = []
     for check in gate.checks:
         for e in expressions(check.cond):
-            if isinstance(e, h.CallExpr) and e.kind == "signal" and e.name == "judge":
+            judge = SIGNALS[e.name].judge if isinstance(e, h.CallExpr) and e.kind == "signal" and e.name in SIGNALS \
+                else None
+            if judge is not None:  # a signal that sends the answer to a model
                 out.extend((arg.symbol.name, arg.span) for name, arg in e.args
-                           if name == "model" and isinstance(arg, h.Ref))
+                           if name == judge and isinstance(arg, h.Ref))
     return sorted(out, key=lambda x: x[1].start)

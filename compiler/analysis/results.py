@@ -88,7 +88,7 @@ class Declassification:
 class LabelReport:
     sinks: tuple[SinkUse, ...] = ()
     declassifications: tuple[Declassification, ...] = ()
-    redactions: tuple[tuple[str, Span], ...] = ()  # (owner, span of the redact(...) call)
+    redactions: tuple[tuple[str, Span, frozenset[str]], ...] = ()  # (owner, span of the redact(...) call, labels it lowers)
     outputs: dict[str, frozenset[str]] = field(default_factory=dict)  # labels of each agent/flow result
     values: dict[tuple[int, int], frozenset[str]] = field(default_factory=dict)  # expr span → labels (hover)
 

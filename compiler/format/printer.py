@@ -22,7 +22,7 @@ The layout is the one of ``examples/reference.vox``:
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
@@ -34,6 +34,7 @@ from vox.compiler.format.doc import (
     LINE,
     SOFTLINE,
     Doc,
+    LayoutSteps,
     LineSuffix,
     Text,
     TripleString,
@@ -68,11 +69,19 @@ SHORT_FOR_BODY = 20  # columns: `{ handle(t) }` stays on one line, longer bodies
 @dataclass(frozen=True, slots=True)
 class PrintContext:
     """What every printing function needs: the source (for literal text and blank lines),
-    where the comments go, and the line width."""
+    where the comments go, and the line width.
+
+    ``docs`` holds the document of each expression once made (by node identity): several layouts
+    of a call or a `for` share their parts' documents, so each part is made once, not once per
+    layout of each enclosing node (which is exponential in the nesting). ``steps`` counts the
+    work, for the test that keeps it linear.
+    """
 
     text: str
     comments: CommentMap
     width: int = LINE_WIDTH
+    docs: dict[int, Doc] = field(default_factory=dict)
+    steps: LayoutSteps = field(default_factory=LayoutSteps)
 
     def source(self, node: Any) -> str:
         return self.text[node.span.start : node.span.end]
@@ -114,7 +123,7 @@ def print_module(module: ast.Module, ctx: PrintContext) -> str:
 def _top_lines(module: ast.Module, ctx: PrintContext) -> list[_TopLine]:
     lines: list[_TopLine] = []
     for decl in module.decls:
-        text = render(_with_trailing(ctx, decl, decl_doc(ctx, decl)), ctx.width)
+        text = render(_with_trailing(ctx, decl, decl_doc(ctx, decl)), ctx.width, ctx.steps)
         keyword, multiline = ast.DECL_KEYWORDS[type(decl)], "\n" in text
         for c in ctx.comments.leading_of(decl):
             lines.append(_TopLine(comment_text(c), c.span.start, c.span.end, False, keyword, multiline))
@@ -455,7 +464,10 @@ def level(e: Any) -> int:
 
 def expr_doc(ctx: PrintContext, e: Any, min_level: int = RATE) -> Doc:
     """``e``, in parentheses when it binds more loosely than its position needs."""
-    doc = _EXPR_PRINTERS[type(e)](ctx, e)
+    doc = ctx.docs.get(id(e))
+    if doc is None:
+        ctx.steps.docs += 1
+        doc = ctx.docs[id(e)] = _EXPR_PRINTERS[type(e)](ctx, e)
     return concat("(", doc, ")") if level(e) < min_level else doc
 
 
@@ -555,8 +567,8 @@ def _for_body(ctx: PrintContext, body: ast.Block) -> Doc:
     container = block_container(body)
     if len(body.stmts) == 1 and isinstance(body.stmts[0], ast.ExprStmt):
         only = stmt_doc(ctx, body.stmts[0])
-        text = flat_text(only)
-        if text is not None and len(text) <= SHORT_FOR_BODY and not ctx.comments.has_any_in(container):
+        text = flat_text(only, SHORT_FOR_BODY)
+        if text is not None and not ctx.comments.has_any_in(container):
             return group(concat("{", nest(concat(LINE, only)), LINE, "}"))
     return _block(ctx, body)
 

@@ -11,10 +11,12 @@ on what the items are.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
 from vox.compiler.syntax import ast
+from vox.compiler.syntax.scan import Region, region_at, regions
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,15 +184,30 @@ def _header_end(decl: Any) -> int:
 
 
 def closing_paren_end(text: str, start: int) -> int:
-    """The offset just after the `)` closing the first `(` at or after ``start``, skipping
-    comments (a parameter list holds no strings and no other parentheses)."""
-    i = text.find("(", start)
-    while 0 <= i < len(text):
-        if text.startswith("//", i):
-            i = text.find("\n", i)
-            if i < 0:
-                break
-        elif text[i] == ")":
-            return i + 1
-        i += 1
-    return len(text)
+    """The offset just after the `)` closing the first `(` at or after ``start``, outside
+    strings and comments (a parameter list holds no other parentheses).
+
+    >>> closing_paren_end("f // (a)\\n(x: str) // )", 0)
+    17
+    """
+    found = _regions(text)
+    opening = _find_code(text, found, "(", start)
+    closing = _find_code(text, found, ")", opening) if opening >= 0 else -1
+    return closing + 1 if closing >= 0 else len(text)
+
+
+def _find_code(text: str, found: tuple[Region, ...], char: str, start: int) -> int:
+    """The first ``char`` at or after ``start`` outside strings and comments, or -1."""
+    i = text.find(char, start)
+    while i >= 0:
+        region = region_at(found, i)
+        if region is None:
+            return i
+        i = text.find(char, region.end)
+    return -1
+
+
+@functools.lru_cache(maxsize=4)
+def _regions(text: str) -> tuple[Region, ...]:
+    """The strings and comments of a module's text (asked once per declaration)."""
+    return regions(text)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from vox.compiler.hir import nodes as h
+from vox.compiler.hir import problems
 from vox.compiler.hir import types as t
 from vox.compiler.names import did_you_mean
 from vox.compiler.syntax import ast
@@ -28,7 +29,7 @@ class Builtins:
             return h.ErrorExpr(t.INT, e.span)
         arg = checker.check(e.args[0].value, ctx, None)
         if not (isinstance(arg.type, t.ListType) or arg.type == t.STR or t.is_error(arg.type)):
-            checker.sink.error("V1005", f"`len` takes a list or a string, not `{arg.type.show()}`", e.args[0].span)
+            problems.wrong_operand(checker.sink, e.args[0].span, "len", (arg.type,), "a list or a string")
         return h.CallExpr("builtin", "len", (("x", arg),), t.INT, e.span)
 
     def _min(self, checker, e, ctx, expected):
@@ -62,18 +63,14 @@ class Builtins:
         arg = checker.check(e.args[0].value, ctx, expected)
         reason_arg = next(a for a in e.args if a.name is not None)
         reason = checker.expect(reason_arg.value, t.STR, ctx, "the reason")
-        if isinstance(reason, h.Lit) and not str(reason.value).strip():
-            checker.sink.error("V1026", "a declassification needs a reason", reason_arg.value.span,
-                               help='say why this data may go down, e.g. reason: "only the department is shared"')
-        elif not isinstance(reason, (h.Lit, h.ErrorExpr)):
-            checker.sink.error("V1026", "the reason must be a string written in the program", reason_arg.value.span,
-                               help="it is recorded in the plan for audit")
+        written = isinstance(reason, h.Lit) and str(reason.value).strip()
+        if not written and not isinstance(reason, h.ErrorExpr):
+            problems.declassify_without_reason(checker.sink, reason_arg.value.span)
         return h.CallExpr("builtin", "declassify", (("x", arg), ("reason", reason)), arg.type, e.span)
 
     def _receipt(self, checker, e, ctx, expected):
         if ctx.kind != "test":
-            checker.sink.error("V1026", "`receipt(tool)` only appears in test mocks", e.span,
-                               help="in a flow, a receipt comes from calling the tool itself")
+            problems.receipt_outside_mock(checker.sink, e.span)
             return h.ErrorExpr(t.ERROR, e.span)
         if not self._arity(checker, e, "receipt", 1):
             return h.ErrorExpr(t.ERROR, e.span)

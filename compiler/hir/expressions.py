@@ -12,20 +12,20 @@ from dataclasses import dataclass, field
 
 from vox.compiler.diagnostics.model import DiagnosticSink, Label, replace_fix
 from vox.compiler.hir import nodes as h
+from vox.compiler.hir import problems
 from vox.compiler.hir import types as t
 from vox.compiler.hir.scope import Scope
 from vox.compiler.names import closest, did_you_mean
+from vox.compiler.signals import SIGNALS
 from vox.compiler.source import Span
 from vox.compiler.syntax import ast
 
-# Runtime signals a gate may read, by name: (parameters, result type).
-SIGNAL_VALUES = {"confidence": t.FLOAT, "receipts_ok": t.BOOL, "observations": t.ListType(t.STR)}
-SIGNAL_CALLS = {
-    "entropy": (("window",), t.FLOAT),
-    "consistency": (("n",), t.FLOAT),
-    "judge": (("model", "rubric"), t.BOOL),
-    "grounded": (("text", "sources"), t.BOOL),
-}
+# The types of the registry's kinds of signal parameters and results (compiler/signals.py).
+_KIND_TYPES = {"int": t.INT, "str": t.STR, "float": t.FLOAT, "bool": t.BOOL, "list[str]": t.ListType(t.STR),
+               "model": t.RefType("model", "")}
+# Runtime signals a gate may read, by name: read as a value (its type), or called (parameters, result type).
+SIGNAL_VALUES = {s.name: _KIND_TYPES[s.result] for s in SIGNALS.values() if not s.called}
+SIGNAL_CALLS = {s.name: (tuple(p.name for p in s.params), _KIND_TYPES[s.result]) for s in SIGNALS.values() if s.called}
 GATE_ACTIONS = {"retry": 1, "fallback": 0, "ask_human": 0, "abstain": 0, "halt": 0}
 BUILTIN_CALLS = ("len", "min", "max", "redact", "declassify", "receipt")
 
@@ -86,8 +86,10 @@ class ExpressionChecker:
                 help="check it first (`if x != none { ... }`) or make the expected type optional",
             )
             return
-        code = "V1015" if _is_unit_clash(found, expected) else "V1005"
-        self.sink.error(code, f"expected `{expected.show()}`, found `{found.show()}`", span, help=help_)
+        if _is_unit_clash(found, expected):
+            self.sink.error("V1015", f"expected `{expected.show()}`, found `{found.show()}`", span, help=help_)
+            return
+        problems.type_mismatch(self.sink, span, expected, f"`{found.show()}`", help=help_)
 
     # ---- expressions --------------------------------------------------------------------------
 
@@ -200,10 +202,9 @@ class ExpressionChecker:
             for f in e.fields:
                 self.check(f.value, ctx, None)
             if target is None:
-                self.sink.error("V1005", "cannot tell which record type this literal is", e.span,
-                                help="give the name a type: `let x: TypeName = { ... }`")
+                problems.untyped_record_literal(self.sink, e.span)
             else:
-                self.sink.error("V1005", f"expected `{target.show()}`, found a record literal", e.span)
+                problems.type_mismatch(self.sink, e.span, target, "a record literal")
             return h.ErrorExpr(t.ERROR, e.span)
         return self.record_value(e, target, ctx)
 
@@ -241,6 +242,8 @@ class ExpressionChecker:
             self.sink.error("V1016", f"this value may be `none`, so `.{name}` may fail", e.target.span,
                             help="check it first: `if x != none { ... }`")
             return h.ErrorExpr(t.ERROR, e.span)
+        if isinstance(ty, t.ReceiptType):
+            return self.receipt_field(target, ty, e, ctx)
         if isinstance(ty, t.RecordType):
             info = ty.field(name)
             if info is None:
@@ -256,6 +259,29 @@ class ExpressionChecker:
         self.sink.error("V1006", f"`{ty.show()}` has no fields", e.name.span)
         return h.ErrorExpr(t.ERROR, e.span)
 
+    def receipt_field(self, target: h.TExpr, receipt: t.ReceiptType, e: ast.FieldAccess, ctx: Context) -> h.TExpr:
+        """`r.id`, `r.args`, `r.result`: the receipt's id, and the arguments and result of the call of
+        its tool that it signs, typed by the tool's parameters and result (spec/types.md)."""
+        name = e.name.name
+        symbol = self.globals.symbol(receipt.tool)
+        params, returns = self.globals.signature(symbol) if symbol is not None else ((), t.ERROR)
+        fields = t.receipt_fields(receipt.tool, ((p.name, p.type, p.labels) for p in params), returns,
+                                  self.globals.result_labels.get(receipt.tool, frozenset()))
+        info = next((f for f in fields if f.name == name), None)
+        if info is None:
+            guess = closest(name, t.RECEIPT_FIELDS)
+            self.sink.error("V1006", f"`{receipt.show()}` has no field `{name}`", e.name.span,
+                            help=f"did you mean `{guess}`?" if guess else None,
+                            fix=replace_fix(f"replace with `{guess}`", e.name.span, guess) if guess else None,
+                            notes=("a receipt has `id`, `args` (the arguments of the call it signs) and `result`",))
+            return h.ErrorExpr(t.ERROR, e.span)
+        if name != "id" and ctx.kind == "test":
+            # A test's `expect` is read after its run, without the run's ledger.
+            problems.receipt_read_in_test(self.sink, e.name.span, name)
+            return h.ErrorExpr(t.ERROR, e.span)
+        path = access_path(e)
+        return h.GetField(target, name, ctx.narrowed.get(path, info.type) if path else info.type, info.labels, e.span)
+
     def _Index(self, e: ast.Index, ctx, expected):
         target = self.check(e.target, ctx, None)
         index = self.expect(e.index, t.INT, ctx, "a list index")
@@ -263,7 +289,7 @@ class ExpressionChecker:
         if t.is_error(ty):
             return h.ErrorExpr(t.ERROR, e.span)
         if not isinstance(ty, t.ListType):
-            self.sink.error("V1005", f"only lists can be indexed, not `{ty.show()}`", e.target.span)
+            problems.wrong_operand(self.sink, e.target.span, "indexing", (ty,), "a list")
             return h.ErrorExpr(t.ERROR, e.span)
         return h.GetIndex(target, index, ty.elem, e.span)
 
@@ -273,7 +299,7 @@ class ExpressionChecker:
             return h.UnaryExpr("not", operand, t.BOOL, e.span)
         operand = self.check(e.operand, ctx, expected)
         if not (t.is_numeric(operand.type) or operand.type in (t.MONEY, t.DURATION) or t.is_error(operand.type)):
-            self.sink.error("V1005", f"cannot negate `{operand.type.show()}`", e.span)
+            problems.wrong_operand(self.sink, e.span, "-", (operand.type,), "a number, money or a duration")
             return h.ErrorExpr(t.ERROR, e.span)
         return h.UnaryExpr("-", operand, operand.type, e.span)
 
@@ -310,12 +336,8 @@ class ExpressionChecker:
                 help=_unit_help(right, left) or "use values of the same unit on both sides",
             )
             return
-        self.sink.error(
-            "V1005",
-            f"`{e.op}` cannot combine `{left.show()}` and `{right.show()}`",
-            e.span,
-            labels=(Label(e.left.span, f"`{left.show()}`"), Label(e.right.span, f"`{right.show()}`")),
-        )
+        labels = (Label(e.left.span, f"`{left.show()}`"), Label(e.right.span, f"`{right.show()}`"))
+        problems.wrong_operand(self.sink, e.span, e.op, (left, right), labels=labels)
 
     def _Rate(self, e: ast.Rate, ctx, expected):
         target = expected if isinstance(expected, t.RateType) else None
@@ -335,17 +357,19 @@ class ExpressionChecker:
         if isinstance(iterable.type, t.ListType):
             elem = iterable.type.elem
         elif not t.is_error(iterable.type):
-            self.sink.error("V1005", f"`for` needs a list, found `{iterable.type.show()}`", e.iterable.span)
+            problems.wrong_operand(self.sink, e.iterable.span, "for", (iterable.type,), "a list")
         bound = None
         if e.bound is not None:
             bound_expr = self.expect(e.bound, t.INT, ctx, "the loop bound")
-            if isinstance(bound_expr, h.Lit) and isinstance(bound_expr.value, int):
-                bound = bound_expr.value
-                if bound < 0:
-                    self.sink.error("V1026", "a loop bound cannot be negative", e.bound.span)
-            elif not isinstance(bound_expr, h.ErrorExpr):
-                self.sink.error("V1026", "a loop bound must be a number written in the program", e.bound.span,
-                                help="write a literal such as `max 10`, so the worst case is known before running")
+            written = _int_literal(bound_expr)
+            if written is not None:
+                bound = max(written, 0)
+                if written < 0:
+                    problems.value_out_of_range(self.sink, e.bound.span, "a loop bound", "at least 0",
+                                                help="`max n` runs the body at most n times")
+            elif not isinstance(bound_expr, h.ErrorExpr) and self.fits(bound_expr, t.INT):  # else already reported
+                problems.not_constant(self.sink, e.bound.span, "a loop bound", help="write a literal such as "
+                                      "`max 10`, so the worst case is known before running")
         var = h.Symbol("loop", e.var.name, e.var.span, elem, owner=ctx.owner)
         inner = Context(ctx.kind, ctx.owner, ctx.scope.child(), ctx.returns, ctx.mock_tools, ctx.loop_depth + 1)
         inner.scope.bind(var)
@@ -364,8 +388,7 @@ class ExpressionChecker:
 
     def _Call(self, e: ast.Call, ctx: Context, expected):
         if not isinstance(e.callee, ast.Name):
-            self.sink.error("V1026", "only agents, tools, flows and builtins can be called", e.callee.span,
-                            help="call a declared agent, tool or flow by name")
+            problems.callee_not_a_name(self.sink, e.callee.span)
             for a in e.args:
                 self.check(a.value, ctx, None)
             return h.ErrorExpr(t.ERROR, e.span)
@@ -397,7 +420,7 @@ class ExpressionChecker:
                             e.callee.span, labels=(Label(symbol.span, f"`{name}` is declared here"),))
             return h.ErrorExpr(t.ERROR, e.span)
         if ctx.kind not in ("flow",):
-            self.sink.error("V1026", f"{symbol.kind}s can only be called from a flow", e.callee.span)
+            problems.call_outside_flow(self.sink, e.callee.span, symbol.kind, ctx.kind)
             return h.ErrorExpr(t.ERROR, e.span)
         params, returns = self.globals.signature(symbol)
         args = self.bind_args(e, name, params, ctx)
@@ -456,18 +479,9 @@ class ExpressionChecker:
         return tuple(out) if ok else None
 
     def _signal_call(self, e: ast.Call, name: str, ctx: Context) -> h.TExpr:
-        param_names, result = SIGNAL_CALLS[name]
-        params = []
-        for p in param_names:
-            if p == "model":
-                params.append(h.Param(p, t.RefType("model", "")))
-            elif p == "window" or p == "n":
-                params.append(h.Param(p, t.INT))
-            elif p == "sources":
-                params.append(h.Param(p, t.ListType(t.STR)))
-            else:
-                params.append(h.Param(p, t.STR))
-        args = self.bind_args_loose(e, name, tuple(params), ctx)
+        result = SIGNAL_CALLS[name][1]
+        params = tuple(h.Param(p.name, _KIND_TYPES[p.kind]) for p in SIGNALS[name].params)
+        args = self.bind_args_loose(e, name, params, ctx)
         if args is None:
             return h.ErrorExpr(result, e.span)
         return h.CallExpr("signal", name, args, result, e.span)
@@ -501,6 +515,16 @@ def access_path(e: ast.Expr) -> tuple[str, ...] | None:
     if isinstance(e, ast.FieldAccess):
         inner = access_path(e.target)
         return inner + (e.name.name,) if inner else None
+    return None
+
+
+def _int_literal(e: h.TExpr) -> int | None:
+    """The value of an integer literal, negated ones (`-1`) included; None for anything else."""
+    if isinstance(e, h.UnaryExpr) and e.op == "-":
+        inner = _int_literal(e.operand)
+        return -inner if inner is not None else None
+    if isinstance(e, h.Lit) and isinstance(e.value, int) and not isinstance(e.value, bool):
+        return e.value
     return None
 
 

@@ -11,6 +11,7 @@ from dataclasses import replace
 
 from vox.compiler.diagnostics.model import Diagnostic, DiagnosticSink, Label, replace_fix
 from vox.compiler.hir import nodes as h
+from vox.compiler.hir import problems
 from vox.compiler.hir import types as t
 from vox.compiler.hir.builtins import Builtins
 from vox.compiler.hir.expressions import GATE_ACTIONS, Context, ExpressionChecker, access_path
@@ -435,8 +436,7 @@ class Lowering:
         last = stmts.pop() if stmts and isinstance(stmts[-1], ast.ExprStmt) else None
         body = self.block(stmts, ctx)
         if last is None:
-            self.sink.error("V1026", "a `for` body must end with the value of each element", block.span,
-                            help="end the body with an expression, e.g. `{ summarize(t) }`")
+            problems.for_body_without_value(self.sink, block.span)
             return body, None
         value = self.checker.check(last.expr, ctx, expected)
         if expected is not None:
@@ -454,8 +454,7 @@ class Lowering:
             return self.return_stmt(s, ctx)
         value = self.checker.check(s.expr, ctx, None)
         if not isinstance(value, (h.CallExpr, h.ErrorExpr, h.ForEach)):
-            self.sink.warning("V1026", "this value is computed and then dropped", s.span,
-                              help="bind it with `let`, return it, or remove it")
+            problems.dropped_value(self.sink, s.span)
         return h.ExprStatement(value, s.span)
 
     def let(self, s: ast.Let, ctx: Context) -> h.LetStmt:
@@ -468,8 +467,7 @@ class Lowering:
             self.checker.require(value, declared, s.value.span, f"`{s.name.name}`")
         ty = declared if declared is not None else value.type
         if ty == t.NONE and declared is None and not isinstance(value, h.ErrorExpr):
-            self.sink.error("V1005", f"`{s.name.name}` would always be `none`", s.value.span,
-                            help=f"give it a type: `let {s.name.name}: T? = none`")
+            problems.always_none(self.sink, s.value.span, s.name.name)
         sym = h.Symbol("let", s.name.name, s.name.span, ty, labels, owner=ctx.owner)
         existing = ctx.scope.local(s.name.name)
         if existing is not None:
@@ -512,8 +510,7 @@ class Lowering:
             elif isinstance(stmt, ast.ExprStmt):
                 branches.append(self.stmt(stmt, branch_ctx))
             else:
-                self.sink.error("V1026", "a `par` block holds `let` bindings or calls that run together", stmt.span,
-                                help="move this statement after the `par` block")
+                problems.statement_in_par(self.sink, stmt.span)
         for sym in bound:
             existing = ctx.scope.local(sym.name)
             if existing is not None:
@@ -524,16 +521,14 @@ class Lowering:
 
     def return_stmt(self, s: ast.Return, ctx: Context) -> h.ReturnStmt:
         if ctx.loop_depth:
-            self.sink.error("V1026", "`return` inside a `for` body", s.span,
-                            help="a `for` body gives one element per item; return after the loop")
+            problems.return_in_for(self.sink, s.span)
         if s.value is None:
             if ctx.returns not in (None, t.NONE) and not t.is_error(ctx.returns):
-                self.sink.error("V1005", f"this flow returns `{ctx.returns.show()}`: return a value", s.span)
+                problems.return_without_value(self.sink, s.span, ctx.returns)
             return h.ReturnStmt(None, s.span)
         if ctx.returns == t.NONE:
             value = self.checker.check(s.value, ctx, None)
-            self.sink.error("V1005", "this flow declares no result", s.value.span,
-                            help=f"declare one: `-> {value.type.show()}` after the parameters")
+            problems.return_with_value(self.sink, s.value.span, value.type)
             return h.ReturnStmt(value, s.span)
         value = self.checker.expect(s.value, ctx.returns, ctx, "the returned value")
         return h.ReturnStmt(value, s.span)

@@ -11,6 +11,7 @@ import re
 from vox.compiler import defaults
 from vox.compiler.diagnostics.model import Label, replace_fix
 from vox.compiler.hir import nodes as h
+from vox.compiler.hir import problems
 from vox.compiler.hir import types as t
 from vox.compiler.hir.expressions import Context
 from vox.compiler.hir.scope import Scope
@@ -49,6 +50,7 @@ MEMBERS: dict[str, dict[str, str]] = {
     "tool": {
         "effect": "pure, read, write or external",
         "clearance": "labels the tool may receive (none: public only)",
+        "declassifies": "labels of its arguments its result does not carry (audited; see spec/labels.md)",
         "timeout": "time limit of one call",
         "retries": "how often a failed call is retried",
         "cost": "money one call costs",
@@ -190,8 +192,7 @@ class MemberReader:
             return None  # a mismatch is already reported; its value must not reach arithmetic
         value = _fold(out)
         if value is _NOT_CONSTANT:
-            self.sink.error("V1026", f"{what} must be a value written in the program", e.span,
-                            help="the compiler needs it to prove bounds before running")
+            problems.not_constant(self.sink, e.span, what)
             return None
         return value
 
@@ -250,7 +251,8 @@ class MemberReader:
         e = m.value
         items = e.items if isinstance(e, ast.ListLit) else (e,) if isinstance(e, ast.Name) else None
         if items is None:
-            self.sink.error("V1005", f"expected a list of {kind} names, as in `[a, b]`", e.span)
+            problems.wrong_form(self.sink, e.span, f"a list of {kind} names", f"`{m.key.name}`",
+                                help="write the names in brackets: `[a, b]`")
             return ()
         out = []
         seen: dict[str, Span] = {}
@@ -269,7 +271,7 @@ class MemberReader:
     def decl_name(self, e: ast.Expr, kind: str) -> str | None:
         """The name of a declaration of ``kind`` that ``e`` refers to, reporting problems."""
         if not isinstance(e, ast.Name):
-            self.sink.error("V1005", f"expected the name of a {kind}", e.span)
+            problems.wrong_form(self.sink, e.span, f"the name of a {kind}")
             return None
         if kind == "label":
             labels = self.lo.check_labels((ast.Ident(e.name, e.span),))
@@ -307,7 +309,8 @@ class MemberReader:
                 return None
             var = strs[0].value
             if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", var):
-                self.sink.error("V1026", f"`{var}` is not an environment variable name", strs[0].span)
+                problems.malformed_string(self.sink, strs[0].span, var, "an environment variable name",
+                                          help="a name is letters, digits and `_`, and does not start with a digit")
                 return None
             if m.key.name == "key" and len(strs) == 2:
                 self.sink.error("V1019", "an API key cannot have a default written in the source", strs[1].span,
@@ -321,14 +324,14 @@ class MemberReader:
                             help='read it from an environment variable: `key: env("PROVIDER_API_KEY")`',
                             notes=("a key written in a file ends up in version control, logs and plans",))
             return None
-        self.sink.error("V1005", 'expected a string or `env("VAR")`', e.span)
+        problems.wrong_form(self.sink, e.span, 'a string or `env("VAR")`', f"`{m.key.name}`")
         return None
 
     def template(self, m: ast.Member | None, params: tuple[h.Param, ...], what: str) -> h.Template | None:
         if m is None:
             return None
         if not isinstance(m.value, ast.StrLit):
-            self.sink.error("V1005", f"{what} must be a string", m.value.span)
+            problems.wrong_form(self.sink, m.value.span, "a string", what)
             return None
         return self.template_of(m.value, params, what)
 
@@ -434,16 +437,15 @@ class MemberReader:
         else:
             self.lo.references.append((decl.provider.span, sym))
         if not decl.model_id.value.strip():
-            self.sink.error("V1026", "the model id is empty", decl.model_id.span,
-                            help='write the provider\'s model id, e.g. "gpt-4o-mini"')
+            problems.malformed_string(self.sink, decl.model_id.span, decl.model_id.value, "a model id",
+                                      help='write the provider\'s model id, e.g. "gpt-4o-mini"')
         context = self.constant(ms.get("context"), t.TOKENS, name)
         max_output = self.constant(ms.get("max_output"), t.TOKENS, name)
         for key, value in (("context", context), ("max_output", max_output)):
             if value is not None and value <= 0:
-                self.sink.error("V1026", f"`{key}` must be positive", ms[key].value.span)
+                problems.value_out_of_range(self.sink, ms[key].value.span, f"`{key}`", "positive")
         if context and max_output and max_output > context:
-            self.sink.error("V1026", "`max_output` is larger than the context window", ms["max_output"].value.span,
-                            labels=(Label(ms["context"].value.span, "the context window"),))
+            problems.output_exceeds_context(self.sink, ms["max_output"].value.span, ms["context"].value.span)
         price = self.price(ms.get("price"), name)
         caps = self.name_words(ms.get("capabilities"), CAPABILITIES, "capability")
         for refusal, capability in REFUSALS.items():
@@ -466,7 +468,8 @@ class MemberReader:
             return ()
         e = m.value
         if not isinstance(e, ast.ListLit):
-            self.sink.error("V1005", f"expected a list of {what} names, as in `[a, b]`", e.span)
+            problems.wrong_form(self.sink, e.span, f"a list of {what} names", f"`{m.key.name}`",
+                                help="write the names in brackets: `[a, b]`")
             return ()
         out = []
         for item in e.items:
@@ -482,7 +485,8 @@ class MemberReader:
         if isinstance(e, ast.Name) and e.name == "free":
             return h.Price(0, 0, 0, free=True)
         if not isinstance(e, ast.RecordLit):
-            self.sink.error("V1005", "a price is `{ input: $X, output: $Y }` per million tokens, or `free`", e.span)
+            problems.wrong_form(self.sink, e.span, "`{ input: $X, output: $Y }` or `free`", "`price`",
+                                help="prices are per million tokens, as in `{ input: $0.15, output: $0.60 }`")
             return None
         price_type = t.RecordType("price", (
             t.FieldInfo("input", t.MONEY), t.FieldInfo("output", t.MONEY),
@@ -493,7 +497,7 @@ class MemberReader:
             return None
         values = {k: _fold(v) for k, v in out.fields}
         if any(v is _NOT_CONSTANT for v in values.values()):
-            self.sink.error("V1026", "prices must be amounts written in the program", e.span)
+            problems.not_constant(self.sink, e.span, "prices")
             return None
         spans = {f.name.name: f.value.span for f in e.fields}
         ok = True
@@ -516,7 +520,8 @@ class MemberReader:
         clearance = frozenset(self.name_list(ms.get("clearance"), "label", name)) or frozenset({"public"})
         retries = self.constant(ms.get("retries"), t.INT, name)
         if retries is not None and retries < 0:
-            self.sink.error("V1026", "`retries` cannot be negative", ms["retries"].value.span)
+            problems.value_out_of_range(self.sink, ms["retries"].value.span, "`retries`", "at least 0",
+                                        help="write `retries: 0` for a tool that is never retried")
             retries = 0
         binding = self.binding(ms.get("bind"), params)
         return h.Tool(
@@ -536,14 +541,14 @@ class MemberReader:
         shape = 'python("pkg.module:function") or http.get("https://host/path/{param}")'
         if not (isinstance(e, ast.Call) and len(e.args) == 1 and e.args[0].name is None
                 and isinstance(e.args[0].value, ast.StrLit)):
-            self.sink.error("V1005", "a binding is " + shape, e.span)
+            problems.wrong_form(self.sink, e.span, shape, "`bind`")
             return None
         target: ast.StrLit = e.args[0].value
         callee = e.callee
         if isinstance(callee, ast.Name) and callee.name == "python":
             if not re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*", target.value):
-                self.sink.error("V1026", f'"{target.value}" is not `module:function`', target.span,
-                                help='write python("package.module:function")')
+                problems.malformed_string(self.sink, target.span, target.value, "`module:function`",
+                                          help='write python("package.module:function")')
                 return None
             return h.Binding("python", target.value, None, e.span)
         if isinstance(callee, ast.FieldAccess) and isinstance(callee.target, ast.Name) and callee.target.name == "http":
@@ -554,7 +559,8 @@ class MemberReader:
                                 help=f"did you mean `{guess}`?" if guess else "methods: " + ", ".join(HTTP_METHODS))
                 return None
             if not re.match(r"https?://", target.value):
-                self.sink.error("V1026", "an HTTP binding needs an http:// or https:// URL", target.span)
+                problems.malformed_string(self.sink, target.span, target.value, "an http:// or https:// URL",
+                                          help='write the whole URL: http.get("https://host/path/{param}")')
                 return None
             if self.template_of(target, params, "the URL") is None:
                 return None
@@ -565,7 +571,8 @@ class MemberReader:
     def caps(self, m: ast.Member, allowed: tuple[str, ...]) -> h.Caps:
         e = m.value
         if not isinstance(e, ast.RecordLit):
-            self.sink.error("V1005", "a budget is a record: `{ cost: $0.10, tokens: 10_000 }`", e.span)
+            problems.wrong_form(self.sink, e.span, "a record of caps", f"`{m.key.name}`",
+                                help="write `{ cost: $0.10, tokens: 10_000 }`")
             return h.Caps()
         values: dict[str, int] = {}
         seen: dict[str, Span] = {}
@@ -618,7 +625,7 @@ class MemberReader:
         system = self.template(ms.get("system"), params, "the system prompt")
         temperature = self.constant(ms.get("temperature"), t.FLOAT, name)
         if temperature is not None and not 0 <= temperature <= 2:
-            self.sink.error("V1026", "`temperature` is between 0 and 2", ms["temperature"].value.span)
+            problems.value_out_of_range(self.sink, ms["temperature"].value.span, "`temperature`", "between 0 and 2")
         return h.Agent(name, params, returns, return_labels, model, fallback, tools, caps, gates, compaction,
                        prompt, system, temperature, decl.span, member_spans(ms) | result_span(decl))
 
@@ -628,10 +635,7 @@ class MemberReader:
             return
         param_type, _ = self.lo.resolve_type(decl.params[0].type)
         if not t.assignable(returns, param_type):
-            self.sink.error(
-                "V1005", f"gate `{gate}` checks `{param_type.show()}`, but `{agent}` returns `{returns.show()}`",
-                span, labels=(Label(decl.params[0].span, "the gate's parameter"),),
-            )
+            problems.gate_rejects_result(self.sink, span, gate, param_type, agent, returns, decl.params[0].span)
 
     def compaction(self, m: ast.Member | None) -> h.Compaction | None:
         if m is None:
@@ -643,10 +647,12 @@ class MemberReader:
                 and len(e.args) == 1 and e.args[0].name is not None and e.args[0].name.name == "keep_last"):
             keep = self.constant_expr(e.args[0].value, t.INT, "compaction", "`keep_last`")
             if keep is not None and keep < 1:
-                self.sink.error("V1026", "`keep_last` keeps at least one turn", e.args[0].value.span)
+                problems.value_out_of_range(self.sink, e.args[0].value.span, "`keep_last`", "at least 1",
+                                            help="compaction always keeps the latest turn")
                 return None
             return h.Compaction(e.callee.name, keep or 1)
-        self.sink.error("V1005", "compaction is `summarize(keep_last: N)`, `truncate(keep_last: N)` or `none`", e.span)
+        problems.wrong_form(self.sink, e.span, "`summarize(keep_last: N)`, `truncate(keep_last: N)` or `none`",
+                            "`compaction`")
         return None
 
     def run_budget(self, decl: ast.BudgetDecl) -> h.RunBudget | None:
@@ -668,8 +674,7 @@ class MemberReader:
                 rates[key] = None
                 continue
             if not isinstance(out, h.RateExpr):
-                self.sink.error("V1005", f"`{key}` is a rate: write `{_rate_example(key)}`", m.value.span,
-                                fix=None)
+                problems.wrong_form(self.sink, m.value.span, "a rate", f"`{key}`", help=f"write `{_rate_example(key)}`")
                 rates[key] = None
                 continue
             if not self.checker.require(out.amount, unit_type, m.value.span, f"`{key}`"):
@@ -677,7 +682,7 @@ class MemberReader:
                 continue
             amount = _fold(out.amount)
             if amount is _NOT_CONSTANT:
-                self.sink.error("V1026", f"`{key}` must be written in the program", m.value.span)
+                problems.not_constant(self.sink, m.value.span, f"`{key}`")
                 rates[key] = None
                 continue
             rates[key] = (amount, out.unit)
@@ -705,8 +710,7 @@ class MemberReader:
             decl_tool = self.lo.decl_of.get(tool)
             if isinstance(decl_tool, ast.ToolDecl) and not any(
                     m.key.name == "approval" for m in decl_tool.members):
-                self.sink.warning("V1026", f"`{tool}` needs no approval", ms["approve"].value.span,
-                                  help="only tools with `approval: human` pause for approval")
+                problems.needless_approval(self.sink, ms["approve"].value.span, tool)
         expect = None
         if "expect" in ms:
             scope = Scope()
@@ -716,7 +720,8 @@ class MemberReader:
 
     def test_input(self, e: ast.Expr, params, flow, ctx) -> tuple:
         if not isinstance(e, ast.RecordLit):
-            self.sink.error("V1005", "`input` is a record of the flow's arguments", e.span)
+            problems.wrong_form(self.sink, e.span, "a record of the flow's arguments", "`input`",
+                                help="write `input: { name: value, ... }`, one field per parameter")
             return ()
         record = t.RecordType(f"input of `{flow}`", tuple(t.FieldInfo(p.name, p.type) for p in params))
         out = self.checker.record_value(e, record, ctx)
@@ -752,8 +757,7 @@ class MemberReader:
                 else:
                     replies.append(("call", self.mock_call(turn, sym.kind, target, agent_tools, mctx)))
             if sym.kind == "agent" and (not replies or replies[-1][0] != "reply"):
-                self.sink.error("V1026", "a mocked agent's script ends with `reply ...`", m.span,
-                                help="add the final `reply { ... }`")
+                problems.mock_without_reply(self.sink, m.span)
         else:
             replies.append(("reply", self.checker.expect(value, returns, mctx, "the mocked result")))
         return h.Mock(target, sym.kind, tuple(replies), m.span)
@@ -761,7 +765,7 @@ class MemberReader:
     def mock_call(self, turn: ast.CallTurn, kind: str, target: str, agent_tools, ctx):
         tool = turn.tool.name
         if kind != "agent":
-            self.sink.error("V1026", "only a mocked agent can call tools", turn.span)
+            problems.tool_mock_calls(self.sink, turn.span, target)
             return (tool, ())
         sym = self.lo.symbol(tool)
         if sym is None or sym.kind != "tool":
@@ -770,8 +774,7 @@ class MemberReader:
             return (tool, ())
         self.lo.references.append((turn.tool.span, sym))
         if tool not in agent_tools:
-            self.sink.error("V1026", f"`{target}` cannot call `{tool}`: it is not in its `tools`", turn.tool.span,
-                            help=f"add `{tool}` to the agent's tools, or mock another call")
+            problems.mock_call_not_in_tools(self.sink, turn.tool.span, target, tool)
         params, _ = self.lo.signatures.get(tool, ((), t.ERROR))
         args = self.checker.bind_args(turn, tool, params, ctx)
         return (tool, args or ())

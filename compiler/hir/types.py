@@ -110,6 +110,21 @@ class ReceiptType(Type):
         return f"Receipt[{self.tool}]"
 
 
+RECEIPT_FIELDS = ("id", "args", "result")
+
+
+def receipt_fields(tool: str, params, returns: "Type", return_labels: frozenset[str] = frozenset()) -> tuple[FieldInfo, ...]:
+    """What a `Receipt[tool]` value holds: its ledger id, and the arguments and result of the call
+    it signs. ``params`` are the tool's parameters as ``(name, type, labels)``; the arguments are a
+    record of them, named after the receipt (a name no declaration can have).
+
+    >>> [f"{f.name}: {f.type.show()}" for f in receipt_fields("refund", [("order_id", STR, frozenset())], MONEY)]
+    ['id: str', 'args: Receipt[refund].args', 'result: money']
+    """
+    args = RecordType(f"Receipt[{tool}].args", tuple(FieldInfo(n, ty, frozenset(labels)) for n, ty, labels in params))
+    return FieldInfo("id", STR), FieldInfo("args", args), FieldInfo("result", returns, frozenset(return_labels))
+
+
 @dataclass(frozen=True, slots=True)
 class RateType(Type):
     amount: Type

@@ -161,7 +161,9 @@ class ListExpr(Node):
 
 
 class FieldExpr(Node):
-    """``target.name``; ``labels`` are those the record type declares on the field."""
+    """``target.name``; ``labels`` are those the record type declares on the field. On a receipt
+    (``target`` of type ``receipt``), ``name`` is ``id``, ``args`` or ``result``: the receipt's id, and
+    the arguments and result of the call it signs."""
 
     node: Literal["field"] = "field"
     target: "Expr"
@@ -247,8 +249,13 @@ Expr = Annotated[
 
 
 class LetStep(Node):
+    """``let name: type = value``; ``type`` is the declared type, or the value's when none is written
+    (a call of tool `t` bound as a `Receipt[t]` binds the call's receipt, not its result)."""
+
     node: Literal["let"] = "let"
     name: str
+    type: PlanType
+    labels: tuple[str, ...] = ()  # labels written on the declared type (`let e: Email = ...`)
     value: Expr
     line: int
     col: int

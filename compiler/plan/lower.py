@@ -23,6 +23,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from vox.compiler import defaults
 from vox.compiler.analysis import results as r
+from vox.compiler.analysis.budgets import fixed_loop_lengths
 from vox.compiler.hir import nodes as h
 from vox.compiler.hir import types as t
 from vox.compiler.hir.members import template_parts
@@ -238,7 +239,9 @@ class PlanLowering:
         )
 
     def flow(self, d: h.Flow) -> p.Flow:
-        body = ExprLowering(self, d.name).block_steps(d.body, d.name)
+        lowering = ExprLowering(self, d.name)
+        lowering.lengths = fixed_loop_lengths(d.body)  # a `for` without `max` over a list the program fixes
+        body = lowering.block_steps(d.body, d.name)
         return p.Flow(name=d.name, params=tuple(self.param(x) for x in d.params), result=self.type(d.returns),
                       result_labels=_sorted(self.analysis.labels.outputs.get(d.name, ())), caps=self.caps(d.caps),
                       body=body, bound=self.bound(d.name), loc=self.loc(d.span))
@@ -305,7 +308,8 @@ class PlanLowering:
                                   labels=_sorted(s.labels), ok=s.ok, **at(s.span)) for s in labels.sinks),
             declassifications=tuple(p.Declassification(owner=d.owner, labels=_sorted(d.labels), reason=d.reason,
                                                        **at(d.span)) for d in labels.declassifications),
-            redactions=tuple(p.Redaction(owner=owner, **at(span)) for owner, span in labels.redactions),
+            redactions=tuple(p.Redaction(owner=owner, lowers=_sorted(lowers), **at(span))
+                             for owner, span, lowers in labels.redactions),
             effect_sites=tuple(p.EffectSite(owner=s.owner, tool=s.tool, effect=s.effect, receipted=s.receipted,
                                             idempotent=s.idempotent, approval=s.approval, **at(s.span))
                                for s in effects.sites),
@@ -328,6 +332,7 @@ class ExprLowering:
     def __init__(self, plan: PlanLowering, flow: str | None):
         self.plan = plan
         self.flow = flow
+        self.lengths: dict[tuple[int, int], int] = {}  # see budgets.fixed_loop_lengths
         self.statement = ""  # path of the statement being lowered
         self.seen: dict[str, int] = {}  # segments used in that statement
 
@@ -354,8 +359,8 @@ class ExprLowering:
     def stmt(self, s: h.TStmt, path: str):
         line, col = self.plan.line_col(s.span)
         if isinstance(s, h.LetStmt):
-            return ir.LetStep(name=s.symbol.name, value=self.in_statement(path, lambda: self.expr(s.value)),
-                              line=line, col=col)
+            return ir.LetStep(name=s.symbol.name, type=self.plan.type(s.symbol.type), labels=_sorted(s.symbol.labels),
+                              value=self.in_statement(path, lambda: self.expr(s.value)), line=line, col=col)
         if isinstance(s, h.ExprStatement):
             return ir.ExprStep(expr=self.in_statement(path, lambda: self.expr(s.expr)), line=line, col=col)
         if isinstance(s, h.ReturnStmt):
@@ -410,13 +415,14 @@ class ExprLowering:
             return ir.CallExpr(kind=e.kind, name=e.name, args=self.named(e.args), type=ty, pos=pos,
                                line=line, col=col)
         if isinstance(e, h.ForEach):
-            if e.bound is None:
+            bound = e.bound if e.bound is not None else self.lengths.get((e.span.start, e.span.end))
+            if bound is None:
                 raise PlanError("internal: a `for` without `max` reached the plan")
             line, col = self.plan.line_col(e.span)
             pos = self.pos("for")
             iterable = self.expr(e.iterable)
             body, result = self.block(e.body, pos or "for", e.result)
-            return ir.ForExpr(var=e.var.name, iterable=iterable, bound=e.bound, body=body, result=result,
+            return ir.ForExpr(var=e.var.name, iterable=iterable, bound=bound, body=body, result=result,
                               type=ty, pos=pos, line=line, col=col)
         raise PlanError(f"internal: expression {type(e).__name__} reached the plan")
 

@@ -27,18 +27,16 @@ from vox.compiler.plan.ir import (
     RecordType,
     Step,
 )
+from vox.compiler.signals import SIGNALS
 
-PLAN_VERSION = 3
-SUPPORTED_PLAN_VERSIONS = (3,)
+PLAN_VERSION = 4
+SUPPORTED_PLAN_VERSIONS = (4,)
 
 JsonSchema = dict[str, Any]
 
 # The runtime signals a gate may read, with their arguments. A call of one in the plan spells out
 # every argument, so the runtime has nothing to default (the language requires them all).
-SIGNAL_PARAMS: dict[str, tuple[str, ...]] = {
-    "confidence": (), "receipts_ok": (), "observations": (),
-    "entropy": ("window",), "consistency": ("n",), "judge": ("model", "rubric"), "grounded": ("text", "sources"),
-}
+SIGNAL_PARAMS: dict[str, tuple[str, ...]] = {s.name: tuple(p.name for p in s.params) for s in SIGNALS.values()}
 
 
 class Loc(Node):
@@ -363,9 +361,13 @@ class Declassification(Node):
 
 
 class Redaction(Node):
+    """A `redact(...)` call, at the (line, col) of its call in the IR, and the labels it lowers there:
+    those of its argument that the scrubber's detectors cover (compiler/redaction.py)."""
+
     owner: str
     line: int
     col: int
+    lowers: tuple[str, ...] = ()
 
 
 class EffectSite(Node):
@@ -404,7 +406,7 @@ class Source(Node):
 class Plan(Node):
     """A compiled Vox program. ``plan_hash`` is the sha256 of the compact JSON of everything else, in order."""
 
-    plan_version: Literal[3]
+    plan_version: Literal[4]
     compiler: Compiler
     source: Source
     plan_hash: str = Field(pattern=r"^[0-9a-f]{64}$")

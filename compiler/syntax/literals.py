@@ -8,10 +8,44 @@ from __future__ import annotations
 
 import re
 
+from vox.compiler import limits
+
 MICROS_PER_DOLLAR = 1_000_000
 _DURATION = re.compile(r"([0-9][0-9_]*)(?:\.([0-9]+))?(ms|s|m|h|d)")
 _MILLIS_PER_UNIT = {"ms": 1, "s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", '"': '"', "\\": "\\", "0": "\0"}
+
+
+def number_problem(text: str) -> tuple[str, str] | None:
+    """The limit a number literal's text passes, as ``(code, message)``, or None.
+
+    Digits are counted before anything is converted (V0023); then the value must fit what plans
+    and budgets hold (V0024): integers, micro-dollars and milliseconds up to
+    ``limits.MAX_AMOUNT``, and finite floats.
+
+    >>> number_problem("1_000"), number_problem("$9_223_372_036_854.775807")
+    (None, None)
+    >>> number_problem("1" * 41)[0], number_problem("9_223_372_036_854_775_808")[0]
+    ('V0023', 'V0024')
+    >>> number_problem("1.0e400")[1]
+    'this number is too large to be held as a float (it would be infinite)'
+    """
+    digits = limits.literal_digits(text)
+    if digits > limits.MAX_NUMBER_DIGITS:
+        return "V0023", f"this number has {digits} digits, more than the {limits.MAX_NUMBER_DIGITS} a literal may have"
+    largest = limits.MAX_AMOUNT
+    if text.startswith("$"):
+        if decode_money(text)[0] > largest:
+            return "V0024", f"this is more money than a program can hold (at most ${largest // MICROS_PER_DOLLAR:_}.{largest % MICROS_PER_DOLLAR:06d})"
+    elif text[-1].isalpha():
+        if decode_duration(text)[0] > largest:
+            return "V0024", f"this is a longer time than a program can hold (at most {largest:_}ms)"
+    elif "." in text:
+        if not limits.float_in_range(decode_float(text)[0]):
+            return "V0024", "this number is too large to be held as a float (it would be infinite)"
+    elif decode_int(text)[0] > largest:
+        return "V0024", f"this number is larger than a program can hold (at most {largest:_})"
+    return None
 
 
 def decode_int(text: str) -> tuple[int, str | None]:

@@ -10,14 +10,16 @@ the declaration again, so one mistake yields one diagnostic and the rest still p
 from __future__ import annotations
 
 import functools
-import re
 import hashlib
+import re
 from dataclasses import dataclass
 from importlib import resources
+from typing import Any
 
-from lark import Lark, Token, Transformer, Tree, v_args
+from lark import Lark, Token, Tree
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
+from vox.compiler import limits
 from vox.compiler.diagnostics.model import Diagnostic, DiagnosticSink, Severity, replace_fix
 from vox.compiler.source import Span
 from vox.compiler.syntax import ast
@@ -28,8 +30,9 @@ from vox.compiler.syntax.literals import (
     decode_int,
     decode_money,
     decode_string,
+    number_problem,
 )
-from vox.compiler.syntax.scan import Chunk, scan
+from vox.compiler.syntax.scan import COMMENT, LONG_STRING, Chunk, Region, code_spans, regions, scan
 
 MAX_RECOVERIES_PER_DECL = 24
 
@@ -128,9 +131,14 @@ def _key(text: str) -> str:
 
 def parse_module(path: str, text: str, cache: DeclCache | None = None) -> ParseResult:
     """Parse a whole file. Never raises on bad input; problems become diagnostics."""
+    if len(text) > limits.MAX_SOURCE_CHARS:
+        return _too_large(path, text)
+    diagnostics: list[Diagnostic] = _invalid_characters(path, text)
+    if diagnostics:
+        # reported; the rest of the file is read with U+FFFD in their place (one code point for one)
+        text = limits.SURROGATE.sub("\ufffd", text)
     scanned = scan(text)
     decls: list[ast.Decl] = []
-    diagnostics: list[Diagnostic] = []
     broken: set[str] = set()
     with_errors: set[int] = set()
     for chunk in scanned.chunks:
@@ -153,9 +161,40 @@ def parse_module(path: str, text: str, cache: DeclCache | None = None) -> ParseR
                 decls.append(cache.placed(chunk_text, chunk.start, parsed))
             else:
                 decls.append(shift_spans(parsed.decl, chunk.start))
-    comments = tuple(ast.Comment(text[s:e], Span(s, e)) for s, e in scanned.comments)
+    comments = tuple(ast.Comment(text[c.start : c.end], c.span) for c in scanned.comments)
     module = ast.Module(path, tuple(decls), comments, Span(0, len(text)))
     return ParseResult(module, tuple(diagnostics), frozenset(broken), frozenset(with_errors))
+
+
+def _too_large(path: str, text: str) -> ParseResult:
+    """A file over the size limit is not read at all: one V0021 where the limit is passed."""
+    at = limits.MAX_SOURCE_CHARS
+    diagnostic = Diagnostic(
+        "V0021", Severity.ERROR,
+        f"this file has {len(text):_} characters, more than the {limits.MAX_SOURCE_CHARS:_} a file may have",
+        path, Span(at, at + 1),
+        notes=("the file is not checked any further",),
+        help="a program this large is most likely generated: generate less, or keep the data in a tool",
+    )
+    module = ast.Module(path, (), (), Span(0, len(text)))
+    return ParseResult(module, (diagnostic,), frozenset(), frozenset())
+
+
+def _invalid_characters(path: str, text: str) -> list[Diagnostic]:
+    """V0025 at each lone surrogate: text with one cannot be written as UTF-8 (it comes from
+    bytes decoded with ``surrogateescape``, or from an editor's broken UTF-16)."""
+    out = []
+    for m in limits.SURROGATE.finditer(text):
+        out.append(Diagnostic(
+            "V0025", Severity.ERROR,
+            f"U+{ord(m.group()):04X} is half of a UTF-16 surrogate pair, not a character",
+            path, Span(m.start(), m.end()),
+            help="remove it; a file must be valid UTF-8 text",
+            fix=replace_fix("remove it", Span(m.start(), m.end()), ""),
+        ))
+        if len(out) == 20:  # enough to say what is wrong
+            break
+    return out
 
 
 def parse_chunk(text: str, keyword: str | None) -> ParsedDecl:
@@ -206,7 +245,11 @@ def parse_chunk(text: str, keyword: str | None) -> ParsedDecl:
                 start, end = region
             work = work[:start] + _blank(work[start:end]) + work[end:]
             continue
-        decl = _AstBuilder(sink).transform(tree).children[0]
+        try:
+            decl = _AstBuilder(sink).build(tree).children[0]
+        except _NestedTooDeeply as deep:
+            sink.items.append(deep.diagnostic())
+            return ParsedDecl(None, _clamped(sink.items, len(text)), _declared_name(text, keyword), True)
         if len(work) > len(text):  # a closing brace was appended: keep spans inside the text
             decl = shift_spans(decl, 0, len(text))
         return ParsedDecl(decl, _clamped(sink.items, len(text)), None, had_errors)
@@ -243,8 +286,9 @@ def _mend_keyword(text: str, keyword: str | None, sink: DiagnosticSink) -> tuple
 def _mend_unterminated_string(text: str, sink: DiagnosticSink) -> tuple[str, bool]:
     """A triple-quoted string that never ends swallows the rest of the declaration: report it
     once and blank it, so its brackets are not reported as unbalanced one by one."""
-    for kind, start, end in _strings(text):
-        if kind == '"""' and not text.endswith('"""', start + 3, end):
+    for region in _regions(text):
+        if region.kind == LONG_STRING and not region.closed:
+            start = region.start
             sink.items.append(
                 Diagnostic("V0005", Severity.ERROR, "this string is never closed", "", Span(start, start + 3),
                            help='end the string with `"""`')
@@ -254,11 +298,10 @@ def _mend_unterminated_string(text: str, sink: DiagnosticSink) -> tuple[str, boo
     return text, False
 
 
-def _strings(text: str):
-    for m in re.finditer(r'"""(?:[^"\\]|\\.|"(?!""))*(?:"""|\Z)|"(?:[^"\\\n]|\\.)*"?|//[^\n]*', text, re.S):
-        tok = m.group()
-        if tok.startswith('"""'):
-            yield '"""', m.start(), m.end()
+@functools.lru_cache(maxsize=64)
+def _regions(text: str) -> tuple[Region, ...]:
+    """The strings and comments of a declaration's text (recovery asks about one text often)."""
+    return regions(text)
 
 
 def _mend_brackets(text: str, sink: DiagnosticSink) -> tuple[str, bool]:
@@ -332,17 +375,20 @@ def _indent(text: str, line_start: int) -> int:
 
 
 def _end_by_indentation(text: str, pos: int) -> int | None:
-    """Start of the first line after ``pos``'s line indented no deeper than it, or None."""
+    """Start of the first line after ``pos``'s line indented no deeper than it, or None.
+
+    Blank lines and lines that start with `//` do not count. This goes by layout alone, not by
+    where the scanner finds strings: a stray quote is as likely a cause of the error as the
+    bracket, and the indentation is what the author meant."""
     line_start = text.rfind("\n", 0, pos) + 1
     base = _indent(text, line_start)
     nl = text.find("\n", pos)
     while nl != -1:
         start = nl + 1
-        line = text[start : text.find("\n", start) if text.find("\n", start) != -1 else len(text)]
-        stripped = line.strip()
+        nl = text.find("\n", start)
+        stripped = text[start : len(text) if nl == -1 else nl].strip()
         if stripped and not stripped.startswith("//") and _indent(text, start) <= base:
             return start
-        nl = text.find("\n", start)
     return None
 
 
@@ -360,13 +406,21 @@ def _continuation_region(text: str, e: UnexpectedInput) -> tuple[int, int, Span]
     if prev_end <= 0:
         return None
     prev_start = text.rfind("\n", 0, prev_end) + 1
-    prev = text[prev_start:prev_end].split("//")[0].rstrip()
+    prev = text[prev_start:_comment_start(text, prev_start, prev_end)].rstrip()
     line = text[line_start:].lstrip()
     if prev.endswith(_CONTINUATION_ENDINGS) and (line.startswith(_LINE_STARTERS) or _is_member_line(line)):
         ending = next(x for x in _CONTINUATION_ENDINGS if prev.endswith(x)).strip()
         end = prev_start + len(prev)
         return prev_start, prev_end, Span(end - len(ending), end)
     return None
+
+
+def _comment_start(text: str, start: int, end: int) -> int:
+    """Where the comment on the line ``text[start:end]`` starts (``end`` when it has none)."""
+    for region in _regions(text):
+        if region.kind == COMMENT and start <= region.start < end:
+            return region.start
+    return end
 
 
 def _is_member_line(line: str) -> bool:
@@ -387,7 +441,10 @@ def _clamped(diagnostics, limit: int) -> tuple[Diagnostic, ...]:
 
 
 def _only_comments(text: str) -> bool:
-    return all(not line.strip() or line.lstrip().startswith("//") for line in text.splitlines())
+    found = _regions(text)
+    if any(r.kind != COMMENT for r in found):
+        return False
+    return not any(text[s:e].strip() for s, e in code_spans(text, found))
 
 
 def _error_offset(e: UnexpectedInput, text: str) -> int:
@@ -431,6 +488,16 @@ def recovery_region(text: str, offset: int) -> tuple[int, int] | None:
     '\\n  model mini'
     """
     tokens = _structure(text)
+    while True:  # a loop, not recursion: brackets may be nested arbitrarily deep here
+        found = _item_around(text, tokens, offset)
+        if found is None or isinstance(found, tuple):
+            return found
+        offset = found  # nothing to remove there: widen to the enclosing bracket's own item
+
+
+def _item_around(text: str, tokens, offset: int) -> tuple[int, int] | int | None:
+    """:func:`recovery_region`'s step: the item's ``(start, end)``, None at declaration level,
+    or the offset of the bracket to widen to when the item is empty."""
     # innermost open bracket before offset
     stack: list[int] = []
     for i, (kind, start, _end) in enumerate(tokens):
@@ -479,11 +546,8 @@ def recovery_region(text: str, offset: int) -> tuple[int, int] | None:
         elif depth <= 0 and is_sep(kind) and s > offset:
             end = s
             break
-    if depth < 0:
-        depth = 0
     if not text[start:end].strip(" \t\r\n,"):
-        # nothing to remove here: widen to the enclosing bracket's own item
-        return recovery_region(text, tokens[open_i][1]) if open_i >= 0 else None
+        return tokens[open_i][1]
     return start, end
 
 
@@ -497,16 +561,13 @@ def _before(tokens, open_i, offset):
 @functools.lru_cache(maxsize=64)
 def _structure(text: str) -> list[tuple[str, int, int]]:
     """Brackets, commas and newlines of ``text``, skipping strings and comments."""
-    import re
-
     out: list[tuple[str, int, int]] = []
-    pattern = re.compile(r'"""(?:[^"\\]|\\.|"(?!""))*(?:"""|$)|"(?:[^"\\\n]|\\.)*"?|//[^\n]*|[{}()\[\],\n]', re.S)
-    for m in pattern.finditer(text):
-        tok = m.group()
-        if tok[0] in '"/':
-            continue
-        out.append((tok, m.start(), m.end()))
+    for start, end in code_spans(text, _regions(text)):
+        out.extend((m.group(), m.start(), m.end()) for m in _STRUCTURE.finditer(text, start, end))
     return out
+
+
+_STRUCTURE = re.compile(r"[{}()\[\],\n]")
 
 
 # ---- spans ----------------------------------------------------------------------------------
@@ -576,6 +637,13 @@ def _meta_span(meta) -> Span:
     return Span(meta.start_pos, meta.end_pos)
 
 
+def _opening_span(tree: Tree) -> Span:
+    """A node's first character: where a diagnostic about the whole node points (its span may
+    cover most of the declaration)."""
+    span = _meta_span(tree.meta)
+    return Span(span.start, min(span.end, span.start + 1))
+
+
 _BINARY = {
     "or_op": "or",
     "and_op": "and",
@@ -593,13 +661,70 @@ _BINARY = {
 }
 
 
-@v_args(meta=True)
-class _AstBuilder(Transformer):
-    """Builds AST nodes bottom-up; literal problems go to ``sink``."""
+# The rules that are one level of nesting (see limits.MAX_NESTING): every other rule sits between
+# two of these a bounded number of times (a call's `args` and `named_arg`, an `if`'s `block`).
+_NESTING_RULES = frozenset(_BINARY) | {
+    "not_op", "neg", "rate", "field", "call", "index", "list", "record", "for_expr", "if_stmt", "par_stmt",
+    "type_args",
+}
+
+
+class _NestedTooDeeply(Exception):
+    """Raised inside :meth:`_AstBuilder.build` (and caught by :func:`parse_chunk`) at the first
+    node nested deeper than ``limits.MAX_NESTING``."""
+
+    def __init__(self, span: Span):
+        super().__init__(span)
+        self.span = span
+
+    def diagnostic(self) -> Diagnostic:
+        return Diagnostic(
+            "V0022", Severity.ERROR,
+            f"this is nested more than {limits.MAX_NESTING} levels deep",
+            "", self.span,
+            notes=("the declaration is not checked any further",),
+            help="give inner parts a name with `let`, or split the declaration",
+        )
+
+
+class _AstBuilder:
+    """Builds AST nodes bottom-up from lark's tree; literal problems go to ``sink``.
+
+    The walk is iterative (lark's own transformers recurse, one Python frame or two per level)
+    and it is where the nesting limit is enforced: nothing nested deeper reaches a pass that
+    recurses.
+    """
 
     def __init__(self, sink: DiagnosticSink):
-        super().__init__(visit_tokens=False)
         self.sink = sink
+
+    def build(self, tree: Tree):
+        """What the rule methods below make of ``tree``; raises :class:`_NestedTooDeeply`."""
+        values: list = []
+        # (node, nesting depth) to visit, or (tree, number of children) to build from ``values``
+        pending: list[tuple[Any, int, bool]] = [(tree, 0, False)]
+        limit = limits.MAX_NESTING
+        while pending:
+            node, n, ready = pending.pop()
+            if ready:
+                children = values[len(values) - n :]
+                del values[len(values) - n :]
+                values.append(self._apply(node, children))
+            elif isinstance(node, Tree):
+                depth = n + 1 if node.data in _NESTING_RULES else n
+                if depth > limit:
+                    raise _NestedTooDeeply(_opening_span(node))
+                pending.append((node, len(node.children), True))
+                pending.extend((child, depth, False) for child in reversed(node.children))
+            else:
+                values.append(node)  # a token, or None for an absent optional part
+        return values[0]
+
+    def _apply(self, tree: Tree, children: list):
+        method = getattr(self, tree.data, None)
+        if method is None or tree.data.startswith("_"):
+            return self.__default__(tree.data, children, tree.meta)
+        return method(tree.meta, children)
 
     def __default__(self, data, children, meta):
         if data in _BINARY:
@@ -610,6 +735,16 @@ class _AstBuilder(Transformer):
     def _literal_problem(self, tok: Token, problem: str | None, code: str) -> None:
         if problem:
             self.sink.error(code, problem, _tok_span(tok))
+
+    def _number_problem(self, tok: Token) -> bool:
+        """Report a literal over the digit limit or out of range (V0023, V0024); True if so."""
+        found = number_problem(str(tok))
+        if found is None:
+            return False
+        code, message = found
+        self.sink.error(code, message, _tok_span(tok),
+                        help="write a smaller number" if code == "V0024" else "write fewer digits")
+        return True
 
     # ---- declarations
     def chunk(self, meta, children):
@@ -754,22 +889,32 @@ class _AstBuilder(Transformer):
     def var(self, meta, c):
         return ast.Name(str(c[0]), _tok_span(c[0]))
 
+    # A literal past a limit (V0023, V0024) keeps 0 as its value: nothing downstream sees a
+    # number it cannot hold, and the error keeps the file from being planned.
     def int(self, meta, c):
+        if self._number_problem(c[0]):
+            return ast.IntLit(0, _tok_span(c[0]))
         value, problem = decode_int(c[0])
         self._literal_problem(c[0], problem, "V0009")
         return ast.IntLit(value, _tok_span(c[0]))
 
     def float(self, meta, c):
+        if self._number_problem(c[0]):
+            return ast.FloatLit(0.0, _tok_span(c[0]))
         value, problem = decode_float(c[0])
         self._literal_problem(c[0], problem, "V0009")
         return ast.FloatLit(value, _tok_span(c[0]))
 
     def money(self, meta, c):
+        if self._number_problem(c[0]):
+            return ast.MoneyLit(0, _tok_span(c[0]))
         value, problem = decode_money(c[0])
         self._literal_problem(c[0], problem, "V0008")
         return ast.MoneyLit(value, _tok_span(c[0]))
 
     def duration(self, meta, c):
+        if self._number_problem(c[0]):
+            return ast.DurationLit(0, str(c[0]), _tok_span(c[0]))
         value, problem = decode_duration(c[0])
         self._literal_problem(c[0], problem, "V0009")
         return ast.DurationLit(value, str(c[0]), _tok_span(c[0]))

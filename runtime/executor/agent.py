@@ -17,6 +17,8 @@ from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 from vox.compiler.plan.ir import ListType, OptionalType, ReceiptType
+from vox.compiler.requests import JUDGE_SCHEMA, JUDGE_SYSTEM, judge_prompt
+from vox.compiler.signals import NEEDS, SIGNALS
 from vox.compiler.plan.model import Agent, Model, Plan, RecordDef
 from vox.runtime.budget import BudgetExceeded, BudgetScope
 from vox.runtime.executor.errors import (
@@ -29,6 +31,7 @@ from vox.runtime.executor.errors import (
     ToolFailed,
 )
 from vox.runtime.executor.interpreter import Frame
+from vox.runtime.executor.labels import PUBLIC, Taint, because, join_why, with_own
 from vox.runtime.executor.values import ValueMismatch, from_json, render, resolve, to_json
 from vox.runtime.providers.messages import (
     Message,
@@ -40,7 +43,7 @@ from vox.runtime.providers.messages import (
     Usage,
 )
 from vox.runtime.providers.retry import ATTEMPTS, AttemptLog
-from vox.runtime.tokens import count_request
+from vox.runtime.tokens import count_request, reservation_cost, usage_cost
 
 if TYPE_CHECKING:
     from vox.runtime.executor.run import Run
@@ -48,18 +51,12 @@ if TYPE_CHECKING:
 MAX_REPAIRS = 1  # a reply that does not fit the result type gets one request to fix it
 
 
-from vox.compiler.units import cost_of_tokens as cost_of  # the compiler's rounding, so bounds and charges agree
 
 
 def price_of(model: Model, usage: Usage) -> int:
-    """What a call cost, from the usage the provider reported (cached input at its own price)."""
-    price = model.price
-    if price is None or price.free:
-        return 0
-    cached = usage.cached_input_tokens
-    cached_price = price.cached_input_micros if price.cached_input_micros is not None else price.input_micros
-    return (cost_of(usage.input_tokens - cached, price.input_micros) + cost_of(cached, cached_price)
-            + cost_of(usage.output_tokens, price.output_micros))
+    """What a call cost, from the usage the provider reported (cached input, and input written to
+    the prompt cache, at their own prices; rounded up once, as the compiler's bound assumes)."""
+    return usage_cost(model.price, usage)
 
 
 # How an attempt of a model call was charged: from the usage the provider `reported`; its whole
@@ -122,8 +119,12 @@ def _derived(plan: Plan, agent: Agent) -> _Derived:
     return hit
 
 
+LOGPROB_SIGNALS = frozenset(NEEDS["logprobs"])  # requests ask for log-probabilities when a gate reads one
+
+
 class AgentCall:
-    def __init__(self, run: "Run", agent: Agent, args: dict, scope: BudgetScope, step: str):
+    def __init__(self, run: "Run", agent: Agent, args: dict, scope: BudgetScope, step: str,
+                 taints: dict[str, Taint] | None = None, pc: Taint = PUBLIC):
         self.run = run
         self.plan = run.plan
         self.agent = agent
@@ -138,6 +139,44 @@ class AgentCall:
         self.observations: list[str] = []
         self.tools = derived.tools
         self.derived = derived
+        # The label monitor: everything the model has seen (its prompt, the results of its tools,
+        # the conditions around the call) goes with every request, tool call and judge.
+        self.monitor = run.labels
+        if self.monitor.on:
+            self.seen, self.seen_why = self.prompt_labels(taints or {}, pc)
+
+    def prompt_labels(self, taints: dict[str, Taint], pc: Taint) -> tuple[frozenset[str], tuple]:
+        """The labels of the parts of the arguments the prompt and system prompt read."""
+        mon = self.monitor
+        params = {}
+        for p in self.agent.params:
+            declared = frozenset(p.labels) - {"public"}
+            v = taints.get(p.name)
+            origin = f"parameter `{p.name}` of `{self.agent.name}` is declared so"
+            params[p.name] = mon.typed(p.type, declared, origin) if v is None else \
+                with_own(v, declared, because(declared, origin), p.type if v.shape is not None else None)
+        labels, whys = set(pc.own), [pc.why]
+        templates = [t for t in (self.agent.prompt, self.agent.system) if t is not None]
+        reads = [part.path for t in templates for part in t.parts if part.part == "placeholder"] if templates \
+            else [(p.name,) for p in self.agent.params]  # no prompt at all: it may read anything
+        for path in reads:
+            value = params.get(path[0])
+            if value is None:
+                continue
+            for name in path[1:]:
+                value = mon.get_field(value, name)
+            own, why = mon.whole(value)
+            labels |= own
+            whys.append(why)
+        return frozenset(labels), join_why(*whys)
+
+    def output_taint(self) -> Taint:
+        """What the answer carries: what the model has seen, and what the result type declares."""
+        if not self.monitor.on:
+            return PUBLIC
+        declared = frozenset(self.agent.result_labels) - {"public"}
+        return Taint(self.seen | declared, self.agent.result, None,
+                     join_why(self.seen_why, because(declared, f"`{self.agent.name}`'s result is labelled so")))
 
     # ---- the loop --------------------------------------------------------------------------------
 
@@ -245,7 +284,7 @@ class AgentCall:
 
     def request(self, messages, model: Model, *, schema=None, name=None, tools=None, temperature=None) -> ModelRequest:
         signals = self.derived.signals
-        logprobs = bool(signals & {"confidence", "entropy"}) and "logprobs" in model.capabilities
+        logprobs = bool(signals & LOGPROB_SIGNALS) and "logprobs" in model.capabilities
         return ModelRequest(
             model=model.model_id,
             messages=tuple(messages),
@@ -273,14 +312,25 @@ class AgentCall:
                 self.run.emit("fallback", step=self.step, failed=model.name, error=failure.message,
                               model=self.chain[self.model_index])
 
-    async def call_model(self, model: Model, request: ModelRequest) -> ModelResponse:
+    async def call_model(self, model: Model, request: ModelRequest, judging: bool = False) -> ModelResponse:
+        if self.monitor.on:  # before anything is reserved or sent
+            if judging:  # a judge reads the answer
+                labels, why = self.monitor.whole(self.output_taint())
+                what = f"judging `{self.agent.name}`'s answer"
+            else:
+                labels, why, what = self.seen, self.seen_why, f"for `{self.agent.name}`"
+            self.monitor.check_model(labels, why, model.name, what, f"{self.step}/model[{self.model_calls}]")
         provider = self.plan.providers[model.provider]
         prompt = count_request(model.model_id, provider.protocol, request.messages, request.tools,
                                request.output_schema)
-        price = model.price
-        worst = 0 if price is None or price.free else (cost_of(prompt, price.input_micros)
-                                                       + cost_of(request.max_output, price.output_micros))
         name = f"{self.step}/model[{self.model_calls}]"
+        if model.context is not None and prompt + request.max_output > model.context:
+            # A provider refuses such a request unbilled; the budget bounds every call by its model's
+            # context, so it is never sent (nothing reserved, nothing charged): the next model tries.
+            raise ModelFailed(f"`{model.name}` cannot take this call: its prompt is {prompt:,} tokens and its reply "
+                              f"may be {request.max_output:,}, more than the {model.context:,}-token context", name)
+        # the prompt at the dearest price a prompt token may be billed at (a cache write, say)
+        worst = reservation_cost(model.price, prompt, request.max_output)
         self.model_calls += 1
         try:
             reservation = self.scope.reserve(cost_micros=worst, tokens=prompt + request.max_output, model_calls=1,
@@ -394,10 +444,17 @@ class AgentCall:
                 raise ValueMismatch(f"$.{unknown[0]}", "no such parameter")
         except ValueMismatch as e:
             return _tool_message(call, {"error": f"invalid arguments: {e}"}, True)
+        if self.monitor.on:  # the model writes the arguments: they carry everything it has seen
+            self.monitor.check(self.seen, self.seen_why, f"tool `{tool.name}` (called by `{self.agent.name}`'s model)",
+                               tool.clearance, step)
         try:
             value, receipt = await self.run.tool_step(tool, args, self.scope, step)
         except ToolFailed as e:
             return _tool_message(call, {"error": e.message}, True)
+        if self.monitor.on:  # the result goes back to the model
+            own, why = self.monitor.whole(self.monitor.typed(tool.result, tool.result_labels,
+                                                             f"`{tool.name}` returns data labelled so"))
+            self.seen, self.seen_why = self.seen | own, join_why(self.seen_why, why)
         content = {"result": to_json(value, tool.result, self.plan.types)}
         if receipt:
             content["receipt"] = receipt
@@ -445,21 +502,28 @@ class Signals:
         self.response = response
 
     async def read(self, name: str, args: dict) -> Any:
-        if name == "confidence":
-            return confidence(self.response.logprobs)
-        if name == "entropy":
-            return entropy(self.response.logprobs, args["window"])
-        if name == "receipts_ok":
-            return True  # the answer's receipts were verified before the gates ran
-        if name == "observations":
-            return list(self.call.observations)
-        if name == "grounded":
-            return grounded(args["text"], args["sources"])
-        if name == "consistency":
-            return await self.consistency(args["n"])
-        if name == "judge":
-            return await self.judge(args["model"], args["rubric"])
-        raise GateHalted(f"unknown signal `{name}`", self.call.step)
+        """The value of signal ``name`` (compiler/signals.py): the method of that name, called with
+        the arguments the plan spells out."""
+        if name not in SIGNALS:
+            raise GateHalted(f"unknown signal `{name}`", self.call.step)
+        return await getattr(self, name)(**args)
+
+    # ---- one method per signal of compiler/signals.py ---------------------------------------------
+
+    async def confidence(self) -> float:
+        return confidence(self.response.logprobs)
+
+    async def entropy(self, window: int) -> float:
+        return entropy(self.response.logprobs, window)
+
+    async def receipts_ok(self) -> bool:
+        return True  # the answer's receipts were verified before the gates ran
+
+    async def observations(self) -> list[str]:
+        return list(self.call.observations)
+
+    async def grounded(self, text: str, sources: list[str]) -> bool:
+        return grounded(text, sources)
 
     async def consistency(self, n: int) -> float:
         """The share of ``n`` answers (this one and n-1 fresh samples) equal to this one."""
@@ -475,18 +539,16 @@ class Signals:
             same += json.dumps(to_json(other, call.agent.result, call.plan.types), sort_keys=True) == answer
         return same / n
 
-    async def judge(self, model_name: str, rubric: str) -> bool:
+    async def judge(self, model: str, rubric: str) -> bool:
         call = self.call
-        model = call.plan.models[model_name]
+        judge = call.plan.models[model]
         answer = json.dumps(to_json(self.value, call.agent.result, call.plan.types), ensure_ascii=False)
-        messages = [Message("system", "You judge another model's answer against a rubric. Be strict."),
-                    Message("user", f"Rubric: {rubric}\n\nAnswer to judge:\n{answer}")]
-        schema = {"type": "object", "properties": {"pass": {"type": "boolean"}, "reason": {"type": "string"}},
-                  "required": ["pass", "reason"], "additionalProperties": False}
-        request = call.request(messages, model, schema=schema, name="verdict", tools=(), temperature=0)
+        # the request the compiler's budget analysis estimated (compiler/requests.py)
+        messages = [Message("system", JUDGE_SYSTEM), Message("user", judge_prompt(rubric, answer))]
+        request = call.request(messages, judge, schema=JUDGE_SCHEMA, name="verdict", tools=(), temperature=0)
         metadata = {**request.metadata, "agent": f"{call.agent.name}.judge"}
         request = ModelRequest(**{**asdict_shallow(request), "logprobs": False, "top_logprobs": 0, "metadata": metadata})
-        response = await call.call_model(model, request)
+        response = await call.call_model(judge, request, judging=True)
         try:
             return bool(json.loads(response.text)["pass"])
         except (ValueError, KeyError, TypeError):

@@ -26,6 +26,23 @@ class BudgetRefused(RunError):
     kind = "budget"
 
 
+class BoundBroken(RunError):
+    """A call was refused because it would take the run past the bound the compiler proved for
+    its flow (the runtime's budget monitor). Nothing of it was sent and no ledger was charged
+    for it. The compiler accepted the program because its calls fit that bound, so this is a bug
+    in voxc's budget analysis, not in the program: `voxc run` exits with its own status (5)."""
+
+    kind = "bound_broken"
+
+    def __init__(self, message: str, step: str | None = None, flow: str = "", dimension: str = "",
+                 bound: int = 0, would_be: int = 0):
+        super().__init__(message, step)
+        self.flow = flow
+        self.dimension = dimension
+        self.bound = bound
+        self.would_be = would_be
+
+
 class ModelFailed(RunError):
     """Every model of an agent's chain failed (after retries and fallbacks)."""
 
@@ -80,6 +97,18 @@ class Abstained(RunError):
     """An agent abstained (a gate's `abstain`, or `fallback` past the last model)."""
 
     kind = "abstained"
+
+
+class LabelRefused(RunError):
+    """The label monitor stopped a send of labelled data to a sink not cleared for it (before
+    anything was sent). The compiler accepted the program, so this is a bug in its analysis."""
+
+    kind = "label"
+
+    def __init__(self, message: str, step: str | None = None, labels: list[str] | None = None, sink: str = ""):
+        super().__init__(message, step)
+        self.labels = labels or []
+        self.sink = sink
 
 
 class ApprovalDenied(RunError):

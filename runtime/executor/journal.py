@@ -15,15 +15,52 @@ from typing import TYPE_CHECKING, Any, Awaitable, Callable, Protocol
 
 import anyio
 
+from vox.runtime.fleet.store import StoreDamaged
+
 if TYPE_CHECKING:
     from vox.runtime.state import StateStore
 
 APPROVAL_WAIT_S = 7 * 24 * 3600  # a paused run waits this long for `voxc approve`
 Finish = Callable[[Any, Any], Any]  # (tx, value) -> value: work committed with the step's record
+Check = Callable[[Any], Any]  # (tx) -> signed already?, or raises: can the step's record be written?
+
+
+class EffectUnrecorded(StoreDamaged):
+    """A call acted, and then its record (the journal's step, its receipt) could not be written.
+
+    The run stops there and is not marked failed: its ``began`` marker is in the journal, so a
+    resumed run (once the store is repaired) asks a person whether the call happened, or, for an
+    `idempotent` tool, calls it again with the same idempotency key. ``str()`` says all of this."""
+
+    def __init__(self, tool: str, step: str, key: str, result: Any, cause: BaseException, run_id: str,
+                 idempotent: bool, show_result: bool = True):
+        where = cause.where if isinstance(cause, StoreDamaged) else "the run's store"
+        problem = cause.problem if isinstance(cause, StoreDamaged) else f"failed ({type(cause).__name__}: {cause})"
+        fix = cause.fix if isinstance(cause, StoreDamaged) else "fix the store"
+        shown = f" It returned {_shown(result)}." if show_result else ""  # never a sealed value
+        then = (f"then resume it with `voxc run --resume {run_id}`: `{tool}` is idempotent, so it is called again "
+                f"with the same idempotency key, which its service must recognise" if idempotent else
+                f"then resume it with `voxc run --resume {run_id}`: it asks whether this call already happened; "
+                f"say so with `voxc approve {run_id} --already-done --result JSON` (its result), or call it again "
+                f"with `voxc approve {run_id}`")
+        super().__init__(where, problem, fix, cause.damaged if isinstance(cause, StoreDamaged) else False)
+        self.args = (f"the call of `{tool}` at {step} acted (idempotency key {key}), but it could not be recorded, "
+                     f"nor its receipt signed: {where} {problem}. The run stopped there, before anything else "
+                     f"happened.{shown} First {fix}; {then}.",)
+        self.tool, self.step, self.key, self.result = tool, step, key, result
+
+
+def _shown(value: Any) -> str:
+    import json
+
+    text = json.dumps(value, ensure_ascii=False, default=str)
+    return text if len(text) <= 400 else text[:400] + "..."
 
 
 class Journal(Protocol):
     async def step(self, name: str, fn: Callable[[], Awaitable[Any]], finish: Finish | None = None) -> Any: ...
+
+    async def before_effect(self, name: str, check: Check | None = None) -> bool: ...
 
     async def interrupted(self, name: str) -> bool: ...
 
@@ -45,6 +82,13 @@ class NoJournal:
         if finish is not None and self.receipts_tx is not None:
             value = self.receipts_tx(lambda tx: finish(tx, value))
         return value
+
+    async def before_effect(self, name: str, check: Check | None = None) -> bool:
+        """Nothing is recorded; the receipt store is checked before the call acts, all the same."""
+        receipts_tx = getattr(self, "receipts_tx", None)
+        if check is not None and receipts_tx is not None:
+            receipts_tx(check)
+        return False
 
     async def interrupted(self, name: str) -> bool:
         return False
@@ -97,18 +141,27 @@ class StoreJournal:
             self.reported = True
             self.on_wait(self.run_id, self.waits[0])
 
-    async def interrupted(self, name: str) -> bool:
-        """Whether an earlier execution of this run began step ``name`` and stopped before it was
-        recorded (a crash in the middle of it). Marks the step as begun otherwise."""
+    async def before_effect(self, name: str, check: Check | None = None) -> bool:
+        """Mark step ``name`` as begun, durably, before it acts, in one transaction with
+        ``check(tx)`` (which raises if the step's receipt could not be written): a store that
+        cannot take the record stops the run before the effect, never after it. True if an
+        earlier execution had begun it and stopped before it was recorded (a crash in the middle
+        of it, or a record that failed), or if its receipt is signed though the journal does not
+        have it (a journal salvaged from a damaged file): it may already have acted."""
         done, _ = self.state.recorded(self.run_id, name)
         if done:
             return False
-        return self.state.begin(self.run_id, name + "#began", self.epoch)
+        return self.state.begin(self.run_id, name + "#began", self.epoch, check)
+
+    async def interrupted(self, name: str) -> bool:
+        """:meth:`before_effect` with nothing to check."""
+        return await self.before_effect(name)
 
     async def wait_for_approval(self, step: str, waiting: dict) -> tuple[str, Any] | None:
         """A person's decision for ``step``: recorded already, or waited for (durably)."""
         found = self.state.decision(self.run_id, step)
         if found is not None:
+            self.state.close_wait(self.run_id, step)  # answered while no execution was there
             return found
         wait = {**_jsonable(waiting), "step": step}
         self.state.open_wait(self.run_id, wait)

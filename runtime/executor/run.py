@@ -18,22 +18,26 @@ import anyio
 
 from vox.compiler.plan.ir import CallExpr
 from vox.compiler.plan.model import Agent, Plan, Tool
-from vox.runtime.budget import BudgetExceeded, BudgetScope
+from vox.runtime.budget import BoundExceeded, BudgetExceeded, BudgetScope
 from vox.runtime.executor.agent import AgentCall
 from vox.runtime.executor.errors import (
     ApprovalDenied,
     ApprovalNeeded,
+    BoundBroken,
     BudgetRefused,
+    FabricatedReceipt,
     InputInvalid,
     RunError,
     ToolFailed,
     ToolTimedOut,
 )
 from vox.runtime.executor.interpreter import Frame, Interpreter
-from vox.runtime.executor.journal import Journal
+from vox.runtime.executor.journal import EffectUnrecorded, Journal
+from vox.runtime.executor.labels import PUBLIC, LabelMonitor, Taint, because, join_why, with_own
 from vox.runtime.executor.tools import CURRENT_CALL, CallContext, ToolRunner
 from vox.runtime.executor.values import ValueMismatch, from_json, to_json
 from vox.runtime.pii import scrub_value
+from vox.runtime.receipts import ReceiptError, SignedCall
 
 
 def caps_of(caps) -> dict[str, int]:
@@ -88,9 +92,10 @@ class Run:
         self.services = services
         self.run_id = run_id
         self.root = BudgetScope(f"run {run_id}")
+        self.labels = LabelMonitor(plan)
         self.interpreter = Interpreter(self)
         self.declassified: list[dict] = []
-        self.receipts: dict[str, str] = {}  # receipt id → tool, for the receipts this run made
+        self.receipts: dict[str, SignedCall] = {}  # receipt id → the call it signs, for the receipts this run made
         self.watched = services.events is not no_events  # whether events are worth building
 
     # ---- entry ---------------------------------------------------------------------------------------
@@ -101,8 +106,20 @@ class Run:
         if flow is None:
             raise RunError(f"the program has no flow `{flow_name}`; flows: {', '.join(self.plan.flows) or 'none'}")
         args = self.read_input(flow, raw_input)
+        bound = flow.bound.bound if flow.bound is not None else None
+        if bound is not None:  # the budget monitor: the run is held to what the compiler proved
+            self.root = BudgetScope.bounded(f"run {self.run_id}", flow.name, {
+                "cost_micros": bound.cost_micros, "tokens": bound.tokens, "model_calls": bound.model_calls,
+                "tool_calls": bound.tool_calls, "wall_ms": bound.wall_ms})
         frame = Frame(flow, {}, self.root)
-        return await self.enter_flow(flow, args, frame, prefix="")
+        taints = None
+        if self.labels.on:
+            taints = {p.name: self.labels.typed(p.type, p.labels, f"parameter `{p.name}` of `{flow.name}` is declared so")
+                      for p in flow.params}
+        try:
+            return await self.enter_flow(flow, args, frame, prefix="", taints=taints)
+        except BoundExceeded as e:  # refused before it was sent: a bug in the compiler's bound
+            raise BoundBroken(str(e), None, e.flow, e.dimension, e.bound, e.would_be) from None
 
     def read_input(self, flow, raw: dict[str, Any]) -> dict[str, Any]:
         if not isinstance(raw, dict):
@@ -115,19 +132,31 @@ class Run:
         args = {}
         for p in flow.params:
             try:
-                args[p.name] = from_json(raw.get(p.name), p.type, self.plan.types, f"$.{p.name}")
+                args[p.name] = from_json(raw.get(p.name), p.type, self.plan.types, f"$.{p.name}", receipts=False)
             except ValueMismatch as e:
                 raise InputInvalid(f"input {e.path}: {e.message}") from None
         return args
 
     # ---- flows -----------------------------------------------------------------------------------
 
-    async def call_flow(self, e: CallExpr, args: dict, frame: Frame) -> Any:
+    async def call_flow(self, e: CallExpr, args: dict, frame: Frame, taints: dict[str, Taint] | None = None) -> Any:
         flow = self.plan.flows[e.name]
         step = frame.step_name(e.pos)
-        return await self.enter_flow(flow, args, frame, prefix=step + "/")
+        if taints is not None:  # each parameter carries what it was given and what it declares
+            given = taints
+            taints = {}
+            for p in flow.params:
+                v = given.get(p.name, PUBLIC)
+                declared = frozenset(p.labels) - {"public"}
+                hop = because(v.own, f"`{flow.name}` was called with it (line {e.line})")
+                taints[p.name] = with_own(v, declared, join_why(hop, because(declared, f"parameter `{p.name}` of "
+                                          f"`{flow.name}` is declared so")), p.type if v.shape is not None else None)
+        return await self.enter_flow(flow, args, frame, prefix=step + "/", taints=taints, site=id(e))
 
-    async def enter_flow(self, flow, args: dict, caller: Frame, prefix: str) -> Any:
+    async def enter_flow(self, flow, args: dict, caller: Frame, prefix: str, taints: dict[str, Taint] | None = None,
+                         site: int | None = None) -> Any:
+        """An activation of ``flow``; with the label monitor on, ``taints`` says what each
+        argument carries, and what the result carries is left in ``caller.calls[site]``."""
         depth = caller.depth.get(flow.name, 0) + 1
         limit = flow.caps.depth
         if depth > (limit if limit is not None else 1):
@@ -135,10 +164,15 @@ class Run:
                                 prefix.rstrip("/") or flow.name)
         scope = self._open(caller.scope, f"flow {flow.name}", flow.caps, prefix.rstrip("/") or flow.name)
         frame = Frame(flow, dict(args), scope, prefix, [], {**caller.depth, flow.name: depth})
+        if taints is not None:  # everything the callee does happens under the caller's conditions
+            frame.labels, frame.pc, frame.entry_pc = dict(taints), caller.pc, caller.pc.own
         self.emit("flow_start", step=prefix.rstrip("/") or flow.name, flow=flow.name)
         try:
             async with _deadline(scope):
-                return await self.interpreter.flow(frame)
+                value = await self.interpreter.flow(frame)
+            if site is not None:
+                caller.calls[site] = frame.result
+            return value
         finally:
             scope.close()
             if self.watched:
@@ -152,14 +186,17 @@ class Run:
 
     # ---- agents ----------------------------------------------------------------------------------
 
-    async def call_agent(self, e: CallExpr, args: dict, frame: Frame) -> Any:
+    async def call_agent(self, e: CallExpr, args: dict, frame: Frame, taints: dict[str, Taint] | None = None) -> Any:
         agent: Agent = self.plan.agents[e.name]
         step = frame.step_name(e.pos)
         scope = self._open(frame.scope, f"agent {agent.name}", agent.caps, step)
         self.emit("agent_start", step=step, agent=agent.name)
         try:
             async with _deadline(scope, step):
-                value = await AgentCall(self, agent, args, scope, step).answer()
+                call = AgentCall(self, agent, args, scope, step, taints, frame.pc)
+                value = await call.answer()
+            if taints is not None:
+                frame.calls[id(e)] = call.output_taint()
         finally:
             scope.close()
             if self.watched:
@@ -183,16 +220,23 @@ class Run:
             raise BudgetRefused(str(e), step) from None
         wire_args = {p.name: to_json(args.get(p.name), p.type, self.plan.types) for p in tool.params}
         await self.approve(tool, wire_args, step)
+        effect = tool.effect in ("write", "external")
+        finish = self._signer(tool, wire_args, step) if tool.receipted and self.services.receipts else None
         attested = None
-        if tool.effect in ("write", "external") and not tool.idempotent:
-            attested = await self.confirm_repeat(tool, wire_args, step)
+        if effect:  # its `began` marker, and a check of the receipt store, commit before it acts
+            attested = await self.confirm_repeat(tool, wire_args, step, getattr(finish, "check", None))
         self.emit("tool_start", step=step, tool=tool.name)
+        acted: dict = {}  # what the call returned, once it returned: a record that fails after it lost an effect
         try:
-            run = (lambda: self._attested(tool, attested)) if attested is not None else \
+            call = (lambda: self._attested(tool, attested)) if attested is not None else \
                 (lambda: self._run_tool(tool, wire_args, step))
-            finish = self._signer(tool, wire_args, step) if tool.receipted and self.services.receipts else None
-            outcome = await self.services.journal.step(step, run, finish)
-        except BaseException:
+
+            async def run() -> dict:
+                acted["outcome"] = out = await call()
+                return out
+
+            outcome = await self.services.journal.step(step, run if effect else call, finish)
+        except BaseException as e:
             # cut off (a failing `par` sibling, a `wall` deadline) once it may have started: it may
             # have acted and cost what it costs, so it is charged its whole reservation, never nothing
             reservation.settle(reservation.amounts[0], 0)
@@ -201,6 +245,11 @@ class Run:
                               "cancelled": True})
             self.emit("tool_end", step=step, tool=tool.name, cost=reservation.amounts[0], charged="reserved",
                       cancelled=True)
+            done = acted.get("outcome")
+            if isinstance(e, Exception) and done is not None and "value" in done and not done.get("attested"):
+                raise EffectUnrecorded(tool.name, step, idempotency_key(self.run_id, step), done["value"], e,
+                                       self.run_id, tool.idempotent,  # a sealed run's values are never shown
+                                       show_result=all(label == "public" for label in self.plan.labels)) from e
             raise
         reservation.settle((tool.cost_micros or 0) * outcome["attempts"], 0)
         if outcome.get("unknown_outcome") and not tool.idempotent:
@@ -211,8 +260,8 @@ class Run:
             raise ToolFailed(outcome["error"], step)
         value = outcome["value"]
         receipt = outcome.get("receipt")
-        if receipt:
-            self.receipts[receipt] = tool.name
+        if receipt:  # on a replay too, from the journal: the receipts are rebuilt as they were made
+            self.receipts[receipt] = SignedCall(tool.name, wire_args, value)
         cost = (tool.cost_micros or 0) * outcome["attempts"]
         self.emit("tool_end", step=step, tool=tool.name, receipt=receipt, cost=cost,
                   charged="declared" if cost else "none")
@@ -255,13 +304,37 @@ class Run:
         if verdict == "done":
             return await self.services.journal.step(
                 step + "#again", lambda: self._attested(tool, {"result": result}), finish)
+        journal = self.services.journal
+        before = getattr(journal, "before_effect", None)
+        if before is not None and await before(step + "#again", getattr(finish, "check", None)):
+            # the run stopped while the call was made again: that call may have acted too
+            verdict, result = await self.decision({
+                "step": step + "#again#again", "kind": "again", "tool": tool.name, "arguments": wire_args,
+                "idempotency_key": idempotency_key(self.run_id, step),
+                "reason": "the run stopped while this call was being made again, so it may already have acted"})
+            if verdict == "deny":
+                return outcome
+            if verdict == "done":
+                return await journal.step(step + "#again", lambda: self._attested(tool, {"result": result}), finish)
         try:
             again = scope.reserve(cost_micros=(tool.cost_micros or 0) * (1 + tool.retries), tool_calls=1,
                                   what=f"calling `{tool.name}` again after its timeout")
         except BudgetExceeded as e:
             raise BudgetRefused(str(e), step) from None
-        outcome = await self.services.journal.step(step + "#again", lambda: self._run_tool(tool, wire_args, step),
-                                                   finish)
+        acted: dict = {}
+
+        async def run() -> dict:
+            acted["outcome"] = out = await self._run_tool(tool, wire_args, step)
+            return out
+
+        try:
+            outcome = await journal.step(step + "#again", run, finish)
+        except Exception as e:
+            if "value" not in acted.get("outcome", {}):
+                raise
+            raise EffectUnrecorded(tool.name, step + "#again", idempotency_key(self.run_id, step),
+                                   acted["outcome"]["value"], e, self.run_id, tool.idempotent,
+                                   show_result=all(label == "public" for label in self.plan.labels)) from e
         again.settle((tool.cost_micros or 0) * outcome["attempts"], 0)
         return outcome
 
@@ -276,15 +349,43 @@ class Run:
 
     def _signer(self, tool: Tool, wire_args: dict, step: str):
         """Signs the call's receipt in the same transaction as the journal records the step, so a
-        crash leaves both or neither (a replay never signs a second, different result)."""
+        crash leaves both or neither (a replay never signs a second, different result).
+
+        ``finish.check(tx)`` runs before the call acts, in the transaction of its `began` marker,
+        and raises if the ledger could not take the receipt: it reads the run's chain head and
+        writes, then takes back (a savepoint), an entry where this receipt will go, so a damaged
+        or unwritable ledger stops the run before the effect, not after it. It returns True if
+        the ledger signed this call already (it acted, and the journal lost its record)."""
         ledger = self.services.receipts
+        run_id = self.run_id
 
         def finish(tx, outcome: dict) -> dict:
             if "error" in outcome:
                 return outcome
-            entry = ledger.append(self.run_id, step, tool.name, wire_args, outcome["value"], tx)
+            entry = ledger.append(run_id, step, tool.name, wire_args, outcome["value"], tx)
             return {**outcome, "receipt": entry.id}
 
+        def check(tx) -> bool:
+            probe = getattr(ledger, "probe", None)  # the ledger's own check, where it has one
+            if probe is not None:
+                return bool(probe(run_id, step, tx))
+            head = tx.one("SELECT count FROM {p}receipt_run WHERE run = ? FOR UPDATE", (run_id,))
+            if tx.one("SELECT id FROM {p}receipt WHERE run = ? AND pos = ?", (run_id, step)) is not None:
+                return True  # signed already: it acted
+            seq = head[0] if head else 0
+            tx.execute("SAVEPOINT vox_receipt_check")
+            try:
+                tx.execute("INSERT INTO {p}receipt (id, run, seq, pos, tool, args_sha256, result_sha256, at, prev, mac) "
+                           "VALUES (?, ?, ?, ?, ?, '', '', 0, '', '')",
+                           (f"check:{run_id}:{step}", run_id, seq, step, tool.name))
+                tx.execute("INSERT INTO {p}receipt_run (run, count, head, tag) VALUES (?, ?, '', '') "
+                           "ON CONFLICT (run) DO UPDATE SET count = excluded.count", (run_id, seq + 1))
+            finally:
+                tx.execute("ROLLBACK TO SAVEPOINT vox_receipt_check")
+                tx.execute("RELEASE SAVEPOINT vox_receipt_check")
+            return False
+
+        finish.check = check
         return finish
 
     async def decision(self, waiting: dict) -> tuple[str, Any]:
@@ -305,12 +406,19 @@ class Run:
         if verdict != "approve":
             raise ApprovalDenied(f"a person denied the call of `{tool.name}`", step)
 
-    async def confirm_repeat(self, tool: Tool, args: dict, step: str) -> dict | None:
-        """A tool that is not `idempotent` and was running when the run stopped may or may not have
-        acted: it is not called again unless a person says so. ``approve`` calls it again, ``deny``
-        fails the run, ``done`` says it already happened: the result the person entered is
-        returned (``{"result": ...}``) and used instead of calling it."""
-        if not await self.services.journal.interrupted(step):
+    async def confirm_repeat(self, tool: Tool, args: dict, step: str, check=None) -> dict | None:
+        """Before a `write` or `external` call acts, its `began` marker is committed, with
+        ``check`` (can its receipt be written?) in the same transaction.
+
+        A tool that is not `idempotent` and was running when the run stopped (or whose record
+        could not be written after it ran) may or may not have acted: it is not called again
+        unless a person says so. ``approve`` calls it again, ``deny`` fails the run, ``done``
+        says it already happened: the result the person entered is returned (``{"result": ...}``)
+        and used instead of calling it. An `idempotent` tool is called again, with the same key."""
+        journal = self.services.journal
+        before = getattr(journal, "before_effect", None)  # a journal of its own may only know `interrupted`
+        interrupted = await (before(step, check) if before is not None else journal.interrupted(step))
+        if not interrupted or tool.idempotent:
             return None
         verdict, result = await self.decision({
             "step": step + "#again", "kind": "again", "tool": tool.name, "arguments": args,
@@ -347,16 +455,36 @@ class Run:
 
     def mock_receipt(self, tool: str) -> str:
         """`receipt(t)` in a test mock: the receipt of this run's latest call of ``t``."""
-        for receipt, name in reversed(list(self.receipts.items())):
-            if name == tool:
+        for receipt, call in reversed(list(self.receipts.items())):
+            if call.tool == tool:
                 return receipt
         return "rcpt_missing"
 
     def receipt_known(self, receipt: str, tool: str) -> bool:
         ledger = self.services.receipts
         if ledger is None:
-            return self.receipts.get(receipt) == tool
+            call = self.receipts.get(receipt)
+            return call is not None and call.tool == tool
         return ledger.has(self.run_id, receipt, tool)
+
+    def receipt_part(self, receipt: str, tool: str, part: str) -> Any:
+        """`r.args` or `r.result` (``part``) of a receipt of this run: the arguments or the result
+        of the call of ``tool`` it signs, checked (once) against the digests the ledger signed."""
+        call = self.receipts.get(receipt) or self.receipts.get(receipt.lower())
+        if call is None or call.tool != tool:
+            raise FabricatedReceipt(f"receipt {receipt!r} was not made by a call of `{tool}` in this run")
+        ledger = self.services.receipts
+        if not call.checked and ledger is not None:
+            try:
+                ledger.require_call(self.run_id, receipt.lower(), tool, call.args, call.result)
+            except ReceiptError as e:
+                raise FabricatedReceipt(str(e)) from None
+            call.checked = True
+        spec = self.plan.tools[tool]
+        if part == "args":
+            return {p.name: from_json(call.args.get(p.name), p.type, self.plan.types, f"`{tool}` argument `{p.name}`")
+                    for p in spec.params}
+        return from_json(call.result, spec.result, self.plan.types, f"`{tool}` result")
 
     def emit(self, kind: str, **data) -> None:
         events = self.services.events

@@ -51,7 +51,10 @@ class CallContext:
 CURRENT_CALL: ContextVar[CallContext | None] = ContextVar("vox_current_call", default=None)
 
 DEFAULT_TIMEOUT_S = 30.0
-RETRY_DELAY_S = 0.2
+# After failed attempt n the runtime waits n × this before the next. The compiler counts these
+# waits in a tool call's wall bound (compiler/analysis/budgets.py, TOOL_RETRY_DELAY_MS; a test
+# keeps the two equal).
+RETRY_DELAY_MS = 200
 
 
 class ToolRunner:
@@ -98,7 +101,7 @@ class ToolRunner:
             except Exception as e:  # noqa: BLE001 - a tool's own failure, reported to the run
                 problem = f"{type(e).__name__}: {e}"
             if attempt < attempts:
-                await anyio.sleep(RETRY_DELAY_S * attempt)
+                await anyio.sleep(RETRY_DELAY_MS * attempt / 1000)
         if timed_out:
             unknown = " (it may have acted: its outcome is unknown)" if acts else ""
             raise ToolTimedOut(f"`{tool.name}` failed: {problem}{unknown}", attempts=tried, unknown_outcome=acts)

@@ -75,11 +75,24 @@ def resolve(ty: PlanType, types: dict[str, TypeDef]) -> PlanType | TypeDef:
     return ty
 
 
-def from_json(value: Any, ty: PlanType, types: dict[str, TypeDef], path: str = "$") -> Any:
-    """Check ``value`` (parsed JSON) against ``ty`` and convert it to a runtime value."""
+def from_json(value: Any, ty: PlanType, types: dict[str, TypeDef], path: str = "$", *,
+              receipts: bool = True) -> Any:
+    """Check ``value`` (parsed JSON) against ``ty`` and convert it to a runtime value.
+
+    With ``receipts`` false (a run's input), a receipt anywhere in ``value`` does not fit: a
+    `Receipt[t]` can only come from calling `t` in the run itself, never from outside it.
+
+    >>> from vox.compiler.plan.ir import OptionalType, ReceiptType
+    >>> from_json(None, OptionalType(inner=ReceiptType(tool="refund")), {}, receipts=False) is None
+    True
+    >>> from_json("rcpt_x", ReceiptType(tool="refund"), {}, "$.r", receipts=False)
+    Traceback (most recent call last):
+    ...
+    vox.runtime.executor.values.ValueMismatch: $.r: a receipt can only come from calling `refund` in this run, not from its input
+    """
     t = resolve(ty, types)
     if isinstance(t, OptionalType):
-        return None if value is None else from_json(value, t.inner, types, path)
+        return None if value is None else from_json(value, t.inner, types, path, receipts=receipts)
     if isinstance(t, (NoneType, NeverType)):
         if value is not None:
             raise ValueMismatch(path, "expected null")
@@ -89,7 +102,7 @@ def from_json(value: Any, ty: PlanType, types: dict[str, TypeDef], path: str = "
     if isinstance(t, ListType):
         if not isinstance(value, list):
             raise ValueMismatch(path, f"expected a list, found {_kind(value)}")
-        return [from_json(v, t.elem, types, f"{path}[{i}]") for i, v in enumerate(value)]
+        return [from_json(v, t.elem, types, f"{path}[{i}]", receipts=receipts) for i, v in enumerate(value)]
     if isinstance(t, RecordDef):
         if not isinstance(value, dict):
             raise ValueMismatch(path, f"expected an object ({t.name}), found {_kind(value)}")
@@ -101,13 +114,15 @@ def from_json(value: Any, ty: PlanType, types: dict[str, TypeDef], path: str = "
         for f in t.fields:
             if f.name not in value and not isinstance(resolve(f.type, types), OptionalType):
                 raise ValueMismatch(f"{path}.{f.name}", "missing")
-            out[f.name] = from_json(value.get(f.name), f.type, types, f"{path}.{f.name}")
+            out[f.name] = from_json(value.get(f.name), f.type, types, f"{path}.{f.name}", receipts=receipts)
         return out
     if isinstance(t, EnumDef):
         if value not in t.variants:
             raise ValueMismatch(path, f"expected one of {', '.join(t.variants)}, found {value!r}")
         return value
     if isinstance(t, ReceiptType):
+        if not receipts:
+            raise ValueMismatch(path, f"a receipt can only come from calling `{t.tool}` in this run, not from its input")
         if not isinstance(value, str) or not value:
             raise ValueMismatch(path, f"expected a receipt id of a `{t.tool}` call, found {_kind(value)}")
         return value

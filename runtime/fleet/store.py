@@ -51,6 +51,62 @@ class StoreError(Exception):
     """A store URL or prefix that cannot be used."""
 
 
+class StoreDamaged(StoreError):
+    """The store's file (or database) cannot be used as it is: damaged (not a database, a malformed
+    page) or not writable (a full disk, an I/O error, a read-only file). Raised in place of the
+    driver's error by :meth:`Store.run`; ``str()`` names the file, says what is wrong and what to do.
+    """
+
+    def __init__(self, where: str, problem: str, remedy: str, damaged: bool = True, fix: str | None = None):
+        super().__init__(f"{where} {problem}: {remedy}")
+        self.where = where  # the file, or the database (password hidden)
+        self.problem = problem
+        self.remedy = remedy
+        self.damaged = damaged  # False: intact, but it cannot be written (or read) now
+        self.fix = fix or remedy  # what to do, alone ("see what is wrong with ...")
+
+
+def damaged_remedy(path: str) -> str:
+    """What to do about a damaged SQLite state file at ``path`` (the doctor names its folder).
+
+    >>> damaged_remedy("/srv/app/.vox/state.sqlite")
+    'see what is wrong with `voxc runs doctor --state-dir /srv/app/.vox`, then move the file aside, keeping what can be read, with `voxc runs doctor --state-dir /srv/app/.vox --repair`'
+    """
+    folder = os.path.dirname(os.path.abspath(path))
+    return (f"see what is wrong with `voxc runs doctor --state-dir {folder}`, then move the file aside, keeping "
+            f"what can be read, with `voxc runs doctor --state-dir {folder} --repair`")
+
+
+# SQLite's primary result codes (the low byte of an extended code) that say the file is damaged,
+# and those that say it cannot be written or read now.
+_SQLITE_DAMAGED = {11: "is damaged (database disk image is malformed)", 26: "is not a SQLite database"}
+_SQLITE_UNWRITABLE = {13: "cannot be written: the disk is full", 10: "cannot be written or read: a disk I/O error",
+                      8: "cannot be written: it is read-only", 14: "cannot be opened",
+                      3: "cannot be written: permission denied"}
+
+
+def sqlite_damage(e: BaseException, path: str) -> StoreDamaged | None:
+    """``e`` as a :class:`StoreDamaged` naming the SQLite file ``path``, if it says the file is
+    damaged or cannot be written; None for any other error (a constraint, a lock, a bug)."""
+    if not isinstance(e, sqlite3.DatabaseError) or isinstance(e, (sqlite3.IntegrityError, sqlite3.ProgrammingError)):
+        return None
+    code = getattr(e, "sqlite_errorcode", None)
+    text = str(e)
+    if code is None:  # before Python 3.11: the message is all there is
+        code = 26 if "not a database" in text else 11 if "malformed" in text else 13 if "is full" in text else \
+            10 if "I/O error" in text else 8 if "readonly" in text else None
+    code = code & 0xFF if code is not None else None
+    if code in _SQLITE_DAMAGED:
+        return StoreDamaged(f"the state file {path}", _SQLITE_DAMAGED[code], "no run can use it until it is repaired; "
+                            + damaged_remedy(path), fix=damaged_remedy(path))
+    if code in _SQLITE_UNWRITABLE:
+        fix = "free space, or fix the file's permissions"
+        return StoreDamaged(f"the state file {path}", f"{_SQLITE_UNWRITABLE[code]} ({text})",
+                            f"{fix}, then carry the run on with `voxc run --resume RUN_ID`; if the file was damaged "
+                            "meanwhile, " + damaged_remedy(path), damaged=False, fix=fix)
+    return None
+
+
 def open_store(url: str, prefix: str = DEFAULT_PREFIX, *, busy_timeout_s: float = 30.0) -> Store:
     """The store at ``url``: ``sqlite:///path`` or ``postgresql://...``.
 
@@ -154,7 +210,12 @@ class Store(ABC):
             try:
                 with self._lock, self._transaction() as tx:
                     return fn(tx)
+            except StoreDamaged:
+                raise
             except Exception as e:  # noqa: BLE001 - re-raised unless transient
+                damage = self._damage(e)
+                if damage is not None:  # the driver's words, turned into the file's name and what to do
+                    raise damage from e
                 if attempt == _RETRIES - 1 or not self._transient(e):
                     raise
                 time.sleep(0.002 * (2**attempt))
@@ -162,6 +223,10 @@ class Store(ABC):
 
     def _transient(self, e: Exception) -> bool:
         return False
+
+    def _damage(self, e: Exception) -> StoreDamaged | None:
+        """``e`` as a :class:`StoreDamaged`, if it says the store is damaged or cannot be written."""
+        return None
 
     @abstractmethod
     def _transaction(self) -> Iterator[Tx]:
@@ -250,6 +315,9 @@ class SqliteStore(Store):
         # BEGIN IMMEDIATE serialises writers, so only a lock wait past busy_timeout lands here.
         return isinstance(e, sqlite3.OperationalError) and "locked" in str(e)
 
+    def _damage(self, e: Exception) -> StoreDamaged | None:
+        return sqlite_damage(e, os.path.abspath(self.path))
+
     @contextmanager
     def _transaction(self) -> Iterator[Tx]:
         conn = self._connection()
@@ -303,6 +371,20 @@ class PostgresStore(Store):
         import psycopg.errors as pe
 
         return isinstance(e, (pe.UniqueViolation, pe.DeadlockDetected, pe.SerializationFailure))
+
+    def _damage(self, e: Exception) -> StoreDamaged | None:
+        import psycopg.errors as pe
+
+        where = f"the database {self._redacted()}"
+        if isinstance(e, (pe.DataCorrupted, pe.IndexCorrupted)):
+            return StoreDamaged(where, f"reports damaged data ({str(e).splitlines()[0]})",
+                                "no run can use it until it is repaired: REINDEX a damaged index, or restore the "
+                                "damaged table from a backup; `voxc runs doctor --db URL` lists what it can read")
+        if isinstance(e, pe.DiskFull):
+            return StoreDamaged(where, "cannot be written: its disk is full",
+                                "free space on the database server, then carry the run on with `voxc run --resume "
+                                "RUN_ID --db URL`", damaged=False)
+        return None
 
     @contextmanager
     def _transaction(self) -> Iterator[Tx]:

@@ -65,13 +65,18 @@ class AttemptLog:
         return attempt
 
 
+#: Attempts of one call in all, the first included, unless a policy says otherwise. The compiler's
+#: budget analysis counts this many billed attempts per model call (compiler/analysis/budgets.py,
+#: MODEL_ATTEMPTS; a test keeps the two equal), so the runtime never makes more.
+MAX_ATTEMPTS = 4
+
 # The log of the call being made in this context, if its caller keeps one.
 ATTEMPTS: ContextVar[AttemptLog | None] = ContextVar("vox_provider_attempts", default=None)
 
 
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
-    max_attempts: int = 4  # calls in all, the first included
+    max_attempts: int = MAX_ATTEMPTS  # calls in all, the first included
     base_s: float = 0.5
     cap_s: float = 20.0
     max_retry_after_s: float = 60.0  # a longer retry-after is not waited for
